@@ -1,0 +1,150 @@
+"""MNIST and CIFAR-10 through torchvision's own dataset classes.
+
+torchvision keeps the real on-disk layouts, mirrors and checksums; this module only reads the
+arrays those classes hold (never their per-item ``__getitem__``), normalises them in a few whole-
+array tensor ops, and turns torchvision's terse failures into errors that say where the files go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets import CIFAR10, MNIST, VisionDataset
+
+from l2t_gym.data.sources import DatasetNotFoundError, RawData
+
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+CIFAR10_FILES = (
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+    "batches.meta",
+)
+
+
+# What the expected files are, for someone fetching them by hand.
+_FILE_NOTES = {
+    "MNIST": "uncompressed IDX files, i.e. the four .gz archives unpacked",
+    "CIFAR-10": "the contents of cifar-10-python.tar.gz",
+}
+
+
+def mnist_folder(root: Path) -> Path:
+    """The folder torchvision reads MNIST from (it names it after the class)."""
+    return Path(root) / MNIST.__name__ / "raw"
+
+
+def cifar10_folder(root: Path) -> Path:
+    """The folder torchvision reads CIFAR-10 from."""
+    return Path(root) / CIFAR10.base_folder
+
+
+def load_mnist(root: Path, download: bool) -> RawData:
+    """MNIST as (N, 1, 28, 28) float32 images, normalised with the usual mean and std."""
+    folder = mnist_folder(root)
+    train = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=True, download=download)
+    test = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=False, download=download)
+    # torchvision holds MNIST as a (N, 28, 28) uint8 tensor and int64 labels.
+    return RawData(
+        x_train=_normalise(train.data.unsqueeze(1), MNIST_MEAN, MNIST_STD),
+        y_train=torch.as_tensor(train.targets, dtype=torch.int64),
+        x_test=_normalise(test.data.unsqueeze(1), MNIST_MEAN, MNIST_STD),
+        y_test=torch.as_tensor(test.targets, dtype=torch.int64),
+        num_classes=10,
+    )
+
+
+def load_cifar10(root: Path, download: bool) -> RawData:
+    """CIFAR-10 as (N, 3, 32, 32) float32 images, normalised per channel."""
+    folder = cifar10_folder(root)
+    train = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=True, download=download)
+    test = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=False, download=download)
+    # torchvision holds CIFAR-10 as a (N, 32, 32, 3) uint8 numpy array (channels last, as PIL
+    # wants) and a list of ints; every model here expects channels first.
+    return RawData(
+        x_train=_normalise(_channels_first(train.data), CIFAR10_MEAN, CIFAR10_STD),
+        y_train=torch.from_numpy(np.asarray(train.targets, dtype=np.int64)),
+        x_test=_normalise(_channels_first(test.data), CIFAR10_MEAN, CIFAR10_STD),
+        y_test=torch.from_numpy(np.asarray(test.targets, dtype=np.int64)),
+        num_classes=10,
+    )
+
+
+def _channels_first(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) numpy -> (N, C, H, W) tensor view, no copy."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
+def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 ``(x / 255 - mean) / std`` per channel, contiguous.
+
+    The same order of operations as ``ToTensor`` + ``Normalize``, so values match what torchvision's
+    transforms would give, but on the whole array at once.
+    """
+    out = torch.empty(images.shape, dtype=torch.float32)
+    out.copy_(images)  # one pass: casts and lays out a permuted view contiguously
+    shape = (1, len(mean), 1, 1)
+    out.div_(255.0)
+    out.sub_(torch.tensor(mean, dtype=torch.float32).view(shape))
+    out.div_(torch.tensor(std, dtype=torch.float32).view(shape))
+    return out
+
+
+def _open(
+    cls: type[VisionDataset],
+    name: str,
+    root: Path,
+    folder: Path,
+    files: Sequence[str],
+    *,
+    train: bool,
+    download: bool,
+) -> VisionDataset:
+    """Construct torchvision's dataset, or raise a DatasetNotFoundError that says what to do."""
+    missing = [f for f in files if not (folder / f).is_file()]
+    will_download = download and bool(missing)
+    try:
+        return cls(root, train=train, download=download)
+    except Exception as err:
+        # torchvision reports absent, truncated or mis-checksummed data with a mix of RuntimeError,
+        # AssertionError, pickle and OS errors, and a failed download with whatever urllib,
+        # tarfile or its own checks raise. All mean "the files are not usable"; the cause is
+        # chained, so nothing is lost by catching them all.
+        guide = _guidance(name, root, folder, files)
+        if will_download:
+            raise DatasetNotFoundError(
+                f"Downloading {name} into {folder} failed ({type(err).__name__}: {err}). {guide}"
+            ) from err
+        if missing:
+            lacks = "" if len(missing) == len(files) else f": it lacks {', '.join(missing)}"
+            raise DatasetNotFoundError(f"{name} was not found in {folder}{lacks}. {guide}") from err
+        raise DatasetNotFoundError(
+            f"{name} files in {folder} are corrupted or unreadable "
+            f"({type(err).__name__}: {err}). Delete them and fetch them again. {guide}"
+        ) from err
+
+
+def _guidance(name: str, root: Path, folder: Path, files: Sequence[str]) -> str:
+    return (
+        f"{name} is read from {folder}, which must hold {', '.join(files)} "
+        f"({_FILE_NOTES[name]}). "
+        f"Pass download=True to fetch them (needs network), or copy them there yourself. "
+        f"The data root (here {root}) is chosen by data_root= or, failing that, "
+        f"the L2T_DATA environment variable."
+    )

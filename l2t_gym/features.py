@@ -1,0 +1,83 @@
+"""g(s): the per-instance state features the teacher sees (Fan et al. 2018, section 4.2).
+
+One row per candidate instance, columns in this order:
+
+* data features: the label as a one-hot (C), then task extras (none for images);
+* student-model features: ``iteration`` (the episode clock over T', which is i/T' under the
+  paper's reward), ``avg_train_loss`` (mean loss of the minibatches trained on so far; ln C, a
+  uniform guess, before the first update) and ``best_dev_accuracy``;
+* combined features: the predicted class probabilities (C), the instance's ``loss`` -log p_y and
+  its ``margin`` p_y - max_{y' != y} p_y'.
+
+Built on the host with NumPy from the candidate batch's logits: the logits are the one thing the
+device must hand over anyway, and on M x C values NumPy is several times faster than torch's
+per-op dispatch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODEL_FEATURES = ("iteration", "avg_train_loss", "best_dev_accuracy")
+
+
+def feature_names(num_classes: int, extra_names: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Column names of the observation, in order (d = 2C + 5 + len(extras))."""
+    return (
+        *(f"label_{c}" for c in range(num_classes)),
+        *extra_names,
+        *MODEL_FEATURES,
+        *(f"prob_{c}" for c in range(num_classes)),
+        "loss",
+        "margin",
+    )
+
+
+def feature_bounds(num_classes: int, n_extras: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (low, high) of the observation space. Extras, the clock (which may pass T' on
+    the last step when candidates cost time) and losses are unbounded above."""
+    c, inf = num_classes, np.inf
+    low = np.zeros(2 * c + n_extras + 5, dtype=np.float32)
+    low[-1] = -1.0
+    high = np.concatenate(
+        [np.ones(c), np.full(n_extras, inf), [inf, inf, 1.0], np.ones(c), [inf, 1.0]]
+    ).astype(np.float32)
+    return low, high
+
+
+def build_features(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    iteration: float,
+    avg_train_loss: float,
+    best_dev_accuracy: float,
+    extras: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the float32 (M, d) observation for one candidate batch.
+
+    ``logits`` (M, C) are the student's outputs on the batch, ``labels`` (M,) the true classes,
+    ``extras`` (M, k) the task's data features, if any.
+    """
+    m, c = logits.shape
+    k = 0 if extras is None else extras.shape[1]
+    rows = np.arange(m)
+    out = np.zeros((m, 2 * c + k + 5), dtype=np.float32)
+    out[rows, labels] = 1.0
+    if k:
+        out[:, c : c + k] = extras
+    base = c + k
+    out[:, base : base + 3] = (iteration, avg_train_loss, best_dev_accuracy)
+
+    # Softmax and -log p_y from the shifted logits: the loss stays finite (and exact) even where
+    # p_y underflows to 0 in float32.
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=1, keepdims=True)
+    probs = out[:, base + 3 : base + 3 + c]
+    np.divide(e, total, out=probs)
+    out[:, -2] = np.log(total[:, 0]) - z[rows, labels]
+    p_true = probs[rows, labels]
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    out[:, -1] = p_true - others.max(axis=1)
+    return out

@@ -1,0 +1,89 @@
+"""Student architectures, built by name: the paper's MNIST MLP and the CIFAR ResNets."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from l2t_gym.models.mlp import MLP
+from l2t_gym.models.resnet import CifarResNet
+
+__all__ = [
+    "MLP",
+    "STUDENT_NAMES",
+    "CifarResNet",
+    "build_student",
+    "check_student_name",
+    "has_batchnorm",
+]
+
+RESNET_DEPTHS: dict[str, int] = {
+    "resnet20": 20,
+    "resnet32": 32,
+    "resnet44": 44,
+    "resnet56": 56,
+    "resnet110": 110,
+}
+
+#: Names :func:`build_student` accepts. ``mlp-<w>[-<w>...]`` is a pattern: positive hidden widths
+#: joined by dashes, e.g. ``mlp-500`` (the paper's MNIST 784-500-10) or ``mlp-64-32``.
+STUDENT_NAMES: tuple[str, ...] = ("mlp-<w>[-<w>...]", *RESNET_DEPTHS)
+
+_MLP_NAME = re.compile(r"mlp((?:-[1-9][0-9]*)+)")
+
+
+def _mlp_widths(name: object) -> list[int] | None:
+    match = _MLP_NAME.fullmatch(name) if isinstance(name, str) else None
+    return [int(w) for w in match.group(1)[1:].split("-")] if match else None
+
+
+def check_student_name(name: str) -> None:
+    """Raise a ValueError listing the accepted names unless ``name`` is one; build nothing."""
+    if isinstance(name, str) and (name in RESNET_DEPTHS or _mlp_widths(name) is not None):
+        return
+    raise ValueError(
+        f"unknown student {name!r}; expected one of {', '.join(STUDENT_NAMES)}"
+        " (mlp widths are positive integers, e.g. 'mlp-500' or 'mlp-64-32')"
+    )
+
+
+def build_student(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Build a freshly initialised student network on the CPU.
+
+    Args:
+        name: one of :data:`STUDENT_NAMES`, e.g. ``"mlp-500"`` or ``"resnet32"``.
+        input_shape: one instance's shape without the batch dimension; ResNets need ``(C, H, W)``.
+        num_classes: number of output logits.
+        generator: CPU generator for the initial weights, so a seeded run is reproducible; the
+            global RNG when ``None``.
+
+    Raises:
+        ValueError: for an unknown or malformed name, or an input shape the model cannot take.
+    """
+    check_student_name(name)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be non-empty and positive, got {input_shape}")
+    hidden = _mlp_widths(name)
+    if hidden is not None:
+        return MLP(shape, hidden, num_classes, generator=generator)
+    if len(shape) != 3:
+        raise ValueError(f"{name} needs input_shape (C, H, W), got {input_shape}")
+    return CifarResNet(RESNET_DEPTHS[name], shape[0], num_classes, generator=generator)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` holds a BatchNorm layer, whose running statistics a train-mode forward
+    would update (so a candidate-scoring forward has to run it in eval mode)."""
+    # _BatchNorm is the common base of BatchNorm1d/2d/3d, their lazy forms and SyncBatchNorm.
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

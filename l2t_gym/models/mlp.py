@@ -1,0 +1,45 @@
+"""Fully connected students: the paper's MNIST MLP (784-500-10) and small variants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Flatten, then ``Linear -> ReLU`` for each hidden width, then a ``Linear`` to the classes.
+
+    Args:
+        input_shape: shape of one instance without the batch dimension, e.g. ``(1, 28, 28)``.
+        hidden: hidden layer widths, e.g. ``(500,)`` for the paper's 784-500-10 MNIST student.
+        num_classes: number of output logits.
+        generator: CPU generator for the initial weights (the global RNG when ``None``).
+
+    Hidden layers get Kaiming-normal weights (fan-in, ReLU gain) and zero biases; every parameter
+    is re-initialised here so that one seeded generator fixes the whole student.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        hidden: Sequence[int],
+        num_classes: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        widths = [prod(input_shape), *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], num_classes))
+        self.layers = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=generator)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

@@ -1,0 +1,240 @@
+"""One student's training run: model, optimiser, data order, pool, iteration count, dev eval.
+
+The env drives a :class:`StudentRun` through two calls per teacher step: :meth:`propose` draws the
+next candidate minibatch and runs the student on it once, and :meth:`offer` hands over the
+teacher's keep mask. Everything random in a run comes from the seeds it is built with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from l2t_gym.data import DeviceData, Fold
+
+Mode = Literal["paper", "mask"]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def build_optimizer(
+    spec: str | OptimizerFactory,
+    params: Iterable[nn.Parameter],
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    device: torch.device,
+) -> torch.optim.Optimizer:
+    """``"sgd"`` (with momentum) or ``"adam"``, fused kernels where this torch has them, or any
+    callable mapping parameters to an optimiser."""
+    if callable(spec):
+        return spec(params)
+    params = list(params)
+    kwargs: dict = {"lr": lr, "weight_decay": weight_decay}
+    if spec == "sgd":
+        cls, kwargs = torch.optim.SGD, {**kwargs, "momentum": momentum}
+    elif spec == "adam":
+        cls = torch.optim.Adam
+    else:
+        raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable, got {spec!r}")
+    try:
+        # The fused step is one kernel instead of one per parameter: same arithmetic, less
+        # dispatch, which matters for the small students this env runs by the thousand.
+        return cls(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, **kwargs)
+
+
+class StudentRun:
+    """A student network trained on the instances a teacher keeps.
+
+    In ``"paper"`` mode kept instances join a FIFO pool and the student takes one optimiser step
+    whenever the pool holds ``batch_size`` of them; in ``"mask"`` mode it steps at once on the kept
+    part of each candidate batch (no step if nothing is kept).
+
+    The candidate forward pass is computed in training mode, as the student would see the batch if
+    it trained on it, but never changes the student: BatchNorm running statistics are restored
+    unless the batch is trained on. When the whole candidate batch becomes the training batch
+    (always so for a keep-all teacher) its autograd graph is reused, so judging a batch and
+    training on it cost one forward pass, like a plain training loop.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: DeviceData,
+        fold: Fold,
+        batch_size: int,
+        mode: Mode,
+        order_seed: int,
+        augment: Augment | None = None,
+        augment_seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.data = data
+        self.fold = fold
+        self.batch_size = batch_size
+        self.mode = mode
+        self.device = data.x_train.device
+        self._augment = augment
+        self._aug_gen: torch.Generator | None = None
+        if augment is not None:
+            self._aug_gen = torch.Generator(device=self.device)
+            self._aug_gen.manual_seed(augment_seed)
+        self._order_rng = np.random.default_rng(order_seed)
+        self._queue = np.empty(0, dtype=np.int64)
+        self._pos = 0
+        self._pool = np.empty(0, dtype=np.int64)
+        self._bn_buffers = [
+            b
+            for mod in model.modules()
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm)
+            for b in mod.buffers(recurse=False)
+        ]
+        self._dev_x = data.x_train[torch.from_numpy(fold.dev).to(self.device)]
+        self._dev_y = data.y_train[torch.from_numpy(fold.dev).to(self.device)]
+        self._loss_sum = torch.zeros((), device=self.device)
+        # Setting the flag directly is what model.train()/eval() do, minus a recursive walk that
+        # costs as much as a small student's dev evaluation.
+        self._modules = list(model.modules())
+        self._candidate: _Candidate | None = None
+        self.iteration = 0
+        self.effective_instances = 0
+        self.dev_history: list[tuple[int, float]] = []
+        model.train()
+
+    # -- the teacher's view -------------------------------------------------------------------
+    def propose(self, keep_graph: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+        """Draw the next candidate batch and run the student on it.
+
+        Returns the candidates' labels and logits on the host and the average training loss so
+        far, all in one device-to-host transfer.
+        """
+        idx = self._next_indices()
+        x, y = self._batch(idx)
+        # A graph is only worth keeping when the whole batch could be trained on as it is.
+        keep_graph = keep_graph and (self.mode == "mask" or len(self._pool) == 0)
+        snapshot = [b.clone() for b in self._bn_buffers]
+        if keep_graph:
+            logits = self.model(x)
+        else:
+            with torch.no_grad():
+                logits = self.model(x)
+            self._restore(snapshot)
+            snapshot = []
+        self._candidate = _Candidate(idx, y, logits if keep_graph else None, snapshot)
+        host_logits, loss_sum = self._to_host(logits.detach())
+        return self.data.y_train_host[idx], host_logits, self._average_loss(loss_sum)
+
+    def offer(self, keep: np.ndarray) -> bool:
+        """Hand over the teacher's keep mask for the last proposed batch; True if the student
+        took an optimiser step."""
+        cand = self._candidate
+        if cand is None:
+            raise RuntimeError("offer() needs a batch from propose() first")
+        self._candidate = None
+        # propose() kept a graph only if this batch, whole, would be the next training batch.
+        if cand.logits is not None and keep.all():
+            self._train(cand.logits, cand.y)
+            return True
+        self._restore(cand.bn_snapshot)
+        kept = cand.idx[keep]
+        if self.mode == "mask":
+            if len(kept) == 0:
+                return False
+            batch = kept
+        else:
+            self._pool = np.concatenate([self._pool, kept]) if len(self._pool) else kept
+            if len(self._pool) < self.batch_size:
+                return False
+            batch, self._pool = self._pool[: self.batch_size], self._pool[self.batch_size :]
+        x, y = self._batch(batch)
+        self._train(self.model(x), y)
+        return True
+
+    # -- measurements -------------------------------------------------------------------------
+    def evaluate(self, split: Literal["dev", "test"] = "dev", chunk: int = 1024) -> float:
+        """Accuracy on the fold's dev set (recorded in ``dev_history``) or the official test set."""
+        x, y = (
+            (self._dev_x, self._dev_y) if split == "dev" else (self.data.x_test, self.data.y_test)
+        )
+        self._set_training(False)
+        with torch.inference_mode():
+            correct = sum(
+                (self.model(x[s : s + chunk]).argmax(1) == y[s : s + chunk]).sum()
+                for s in range(0, len(y), chunk)
+            )
+        self._set_training(True)
+        accuracy = float(correct) / len(y)
+        if split == "dev":
+            self.dev_history.append((self.iteration, accuracy))
+        return accuracy
+
+    @property
+    def pool_size(self) -> int:
+        return len(self._pool)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _next_indices(self) -> np.ndarray:
+        # One continuous stream of shuffled epochs: every instance is offered once per pass.
+        while len(self._queue) - self._pos < self.batch_size:
+            fresh = self._order_rng.permutation(self.fold.train)
+            self._queue = np.concatenate([self._queue[self._pos :], fresh])
+            self._pos = 0
+        idx = self._queue[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return idx
+
+    def _batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx_t = torch.from_numpy(idx).to(self.device, non_blocking=True)
+        x = self.data.x_train[idx_t]
+        if self._augment is not None:
+            x = self._augment(x, self._aug_gen)
+        return x, self.data.y_train[idx_t]
+
+    def _train(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._loss_sum += loss.detach()
+        self.iteration += 1
+        self.effective_instances += len(y)
+
+    def _set_training(self, flag: bool) -> None:
+        for module in self._modules:
+            module.training = flag
+
+    def _restore(self, snapshot: list[torch.Tensor]) -> None:
+        for buf, saved in zip(self._bn_buffers, snapshot, strict=False):
+            buf.copy_(saved)
+
+    def _to_host(self, logits: torch.Tensor) -> tuple[np.ndarray, float]:
+        if self.device.type == "cpu":
+            return logits.float().numpy(), float(self._loss_sum)
+        # One transfer, hence one synchronisation, per teacher step.
+        packed = torch.cat([logits.float().flatten(), self._loss_sum.view(1)]).cpu().numpy()
+        return packed[:-1].reshape(logits.shape), float(packed[-1])
+
+    def _average_loss(self, loss_sum: float) -> float:
+        if self.iteration == 0:
+            return math.log(self.data.num_classes)
+        return loss_sum / self.iteration
+
+
+class _Candidate:
+    """The last proposed batch: indices (host), labels (device), the logits' graph if kept, and
+    the BatchNorm buffers as they were before its forward pass."""
+
+    __slots__ = ("idx", "y", "logits", "bn_snapshot")
+
+    def __init__(self, idx, y, logits, bn_snapshot):
+        self.idx, self.y, self.logits, self.bn_snapshot = idx, y, logits, bn_snapshot

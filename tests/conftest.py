@@ -1,0 +1,84 @@
+"""Shared fixtures: fabricated MNIST / CIFAR-10 files in their real formats, and a clean data cache.
+
+Nothing here touches the network. The files are written once per session (``*_files``) and must be
+treated as read-only; a test that needs to damage or delete files writes its own copy with the
+helpers in ``fabricate.py``.
+
+``cifar_root`` applies ``cifar_md5_patch`` itself (the fabricated pickles cannot match the real md5
+sums); ``cifar_files.root`` is the same folder without the patch, for tests of the checksum path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torchvision.datasets.cifar
+from fabricate import Fabricated, file_exists_only, write_cifar10, write_mnist
+
+from l2t_gym.data import clear_cache
+
+
+@pytest.fixture
+def clean_data_cache() -> Iterator[None]:
+    """Empty the process-wide dataset cache before and after the test."""
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture(scope="session")
+def mnist_files(tmp_path_factory: pytest.TempPathFactory) -> Fabricated:
+    """400 training and 100 test MNIST images (classes balanced), written once per session."""
+    return write_mnist(tmp_path_factory.mktemp("mnist_data"))
+
+
+@pytest.fixture(scope="session")
+def cifar_files(tmp_path_factory: pytest.TempPathFactory) -> Fabricated:
+    """5 x 80 training and 100 test CIFAR-10 images, classes balanced per file, once per session."""
+    return write_cifar10(tmp_path_factory.mktemp("cifar_data"))
+
+
+@pytest.fixture
+def cifar_md5_patch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torchvision's CIFAR check only that each file exists, not its md5 sum.
+
+    The module's ``check_integrity`` is patched rather than ``CIFAR10._check_integrity``, because
+    ``CIFAR10._load_meta`` also checks ``batches.meta`` against its md5 through that function.
+    Missing files are still reported as missing.
+    """
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", file_exists_only)
+
+
+@pytest.fixture
+def mnist_root(mnist_files: Fabricated, clean_data_cache: None) -> Path:
+    """Data root holding the fabricated ``MNIST/raw`` files; the dataset cache is cleared after."""
+    return mnist_files.root
+
+
+@pytest.fixture
+def cifar_root(cifar_files: Fabricated, cifar_md5_patch: None, clean_data_cache: None) -> Path:
+    """Data root holding the fabricated ``cifar-10-batches-py``, with the md5 check patched."""
+    return cifar_files.root
+
+
+@pytest.fixture(scope="session")
+def vision_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fabricated]:
+    """Both fabricated sets under one root, as a real data folder would hold them."""
+    root = tmp_path_factory.mktemp("vision_data")
+    return {"mnist": write_mnist(root), "cifar10": write_cifar10(root)}
+
+
+@pytest.fixture
+def fabricated_data_root(
+    vision_files: dict[str, Fabricated],
+    cifar_md5_patch: None,
+    clean_data_cache: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    """A root with both fabricated sets, made the default through ``L2T_DATA``: envs created
+    without ``data_root=`` load it."""
+    root = vision_files["mnist"].root
+    monkeypatch.setenv("L2T_DATA", str(root))
+    return root

@@ -1,0 +1,145 @@
+"""Tiny MNIST and CIFAR-10 sets written in the real on-disk formats, so torchvision's own classes
+(and so the product's loaders) read them exactly as they would read the real files.
+
+Images are class-dependent: each class has a fixed random prototype, and every image is its class
+prototype plus seeded noise, so a student can learn them and a bad teacher can be told apart.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NUM_CLASSES = 10
+MNIST_SHAPE = (28, 28)
+CIFAR_SHAPE = (3, 32, 32)
+
+# The IDX "magic" number is two zero bytes, a type code (0x08: unsigned byte) and the number of
+# dimensions; it and every dimension size are big-endian uint32.
+IDX_UBYTE = 0x08
+
+
+@dataclass(frozen=True)
+class Fabricated:
+    """What was written: the data root and the raw uint8 images (N, C, H, W) and int64 labels."""
+
+    root: Path
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def balanced_labels(n: int, rng: np.random.Generator, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """``n`` labels in shuffled order, every class ``n // num_classes`` or one more times."""
+    return rng.permutation(np.arange(n) % num_classes).astype(np.int64)
+
+
+def class_images(
+    labels: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator, noise: float = 25.0
+) -> np.ndarray:
+    """uint8 images of ``shape``: a per-class prototype plus Gaussian noise.
+
+    The prototypes come from a generator of their own, so train and test images of a class share
+    them whatever ``rng`` is.
+    """
+    prototypes = np.random.default_rng(0).uniform(40.0, 215.0, size=(NUM_CLASSES, *shape))
+    images = prototypes[labels] + rng.normal(0.0, noise, size=(len(labels), *shape))
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in the IDX format MNIST ships in (uncompressed)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">I", (IDX_UBYTE << 8) | array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def write_mnist(root: Path, n_train: int = 400, n_test: int = 100, seed: int = 0) -> Fabricated:
+    """Write ``<root>/MNIST/raw/`` with the four uncompressed IDX files torchvision reads."""
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = balanced_labels(n, rng)
+        images = class_images(labels, MNIST_SHAPE, rng)
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels.astype(np.uint8))
+        arrays[split] = (images[:, None], labels)
+    return Fabricated(Path(root), *arrays["train"], *arrays["t10k"])
+
+
+def _write_pickle(path: Path, obj: dict) -> None:
+    # Protocol 2 is what the real (Python 2 era) CIFAR pickles use.
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def write_cifar10(
+    root: Path, n_per_batch: int = 80, n_test: int = 100, seed: int = 0
+) -> Fabricated:
+    """Write ``<root>/cifar-10-batches-py/`` with the five training batches, the test batch and
+    ``batches.meta``: pickled dicts whose "data" rows are 3,072 uint8 values, the red plane, then
+    green, then blue, each row-major 32x32.
+
+    Their md5 sums are not the real ones, so torchvision refuses them unless the test patches its
+    integrity check (the ``cifar_md5_patch`` fixture).
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = [(f"data_batch_{i}", f"training batch {i} of 5", n_per_batch) for i in range(1, 6)]
+    batches.append(("test_batch", "testing batch 1 of 1", n_test))
+    written = {}
+    for filename, batch_label, n in batches:
+        labels = balanced_labels(n, rng)
+        images = class_images(labels, CIFAR_SHAPE, rng)
+        _write_pickle(
+            folder / filename,
+            {
+                "batch_label": batch_label,
+                "labels": [int(v) for v in labels],
+                "data": images.reshape(n, -1),
+                "filenames": [f"fabricated_{filename}_{k}.png" for k in range(n)],
+            },
+        )
+        written[filename] = (images, labels)
+    _write_pickle(
+        folder / "batches.meta",
+        {
+            "num_cases_per_batch": n_per_batch,
+            "label_names": [
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ],
+            "num_vis": int(np.prod(CIFAR_SHAPE)),
+        },
+    )
+    train = [written[f"data_batch_{i}"] for i in range(1, 6)]
+    return Fabricated(
+        root=Path(root),
+        x_train=np.concatenate([x for x, _ in train]),
+        y_train=np.concatenate([y for _, y in train]),
+        x_test=written["test_batch"][0],
+        y_test=written["test_batch"][1],
+    )
+
+
+def file_exists_only(fpath: str | os.PathLike, md5: str | None = None) -> bool:
+    """Stand-in for torchvision's ``check_integrity`` that skips the md5 comparison."""
+    return os.path.isfile(fpath)
