@@ -111,6 +111,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     ap.add_argument("--iters", type=int, default=200, help="student iterations per block")
     ap.add_argument("--repeats", type=int, default=15, help="interleaved blocks per side")
+    ap.add_argument("--student", default=None, help="student name (default: the task's)")
+    ap.add_argument("--batch-size", type=int, default=None, help="M (default: the task's)")
+    ap.add_argument("--eval-every", type=int, default=None, help="default: the task's")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default="benchmarks/out/overhead.csv")
     args = ap.parse_args()
@@ -126,6 +129,9 @@ def main() -> None:
         max_iters=10**9,
         data_root=args.data_root,
         download=False,
+        student=args.student,
+        batch_size=args.batch_size,
+        eval_every=args.eval_every,
     )
     env.reset(seed=0)
     bare = BareLoop(env.unwrapped, seed=0)
@@ -138,15 +144,17 @@ def main() -> None:
         bare_t.append(timed(lambda: bare.run(args.iters), sync) / args.iters)
     env_med, bare_med = statistics.median(env_t), statistics.median(bare_t)
     ratio = env_med / bare_med
-    paired = statistics.median(e / b for e, b in zip(env_t, bare_t, strict=True))
+    paired = statistics.median(te / tb for te, tb in zip(env_t, bare_t, strict=True))
     machine = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or platform.machine()
     )
 
+    e = env.unwrapped
     print(
-        f"task={args.task} device={args.device} ({machine}) torch threads={torch.get_num_threads()}"
+        f"task={args.task} student={e.student} M={e.batch_size} eval_every={e.eval_every} "
+        f"device={args.device} ({machine}) torch threads={torch.get_num_threads()}"
     )
     print(f"{'':10} {'us/iteration (median)':>22} {'min':>10} {'max':>10}")
     for name, ts in (("env", env_t), ("bare loop", bare_t)):
@@ -159,9 +167,20 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["task", "device", "threads", "repeat", "env_s_per_iter", "bare_s_per_iter"])
-        for k, (e, b) in enumerate(zip(env_t, bare_t, strict=True)):
-            w.writerow([args.task, args.device, torch.get_num_threads(), k, e, b])
+        w.writerow(["task", "student", "M", "device", "threads", "repeat", "env_s", "bare_s"])
+        for k, (te, tb) in enumerate(zip(env_t, bare_t, strict=True)):
+            w.writerow(
+                [
+                    args.task,
+                    e.student,
+                    e.batch_size,
+                    args.device,
+                    torch.get_num_threads(),
+                    k,
+                    te,
+                    tb,
+                ]
+            )
     print(f"wrote {out}")
 
 

@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from l2t_gym.data import SPLITS, load_dataset, make_folds
+from l2t_gym.data import SPLITS, RawData, load_dataset, make_folds
 from l2t_gym.data.augment import random_crop_flip
 from l2t_gym.features import build_features, feature_bounds, feature_names
 from l2t_gym.models import build_student, check_student_name
@@ -77,6 +77,8 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
     * ``candidate_cost``: clock units charged per candidate batch shown (default 0, the paper);
     * ``device``: "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...;
     * ``data_root``, ``download``: where the dataset lives and whether to fetch it if missing;
+      ``data``: your own arrays instead (``l2t_gym.data.RawData.from_arrays``), e.g. MNIST
+      images you already have in memory;
     * ``dev_fraction``: share of each fold held out as its dev set;
     * ``report_test``: also report the official test accuracy at the end of each episode.
 
@@ -108,6 +110,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         device: str | torch.device = "auto",
         data_root: str | Path | None = None,
         download: bool = True,
+        data: RawData | None = None,
         dev_fraction: float | None = None,
         report_test: bool = False,
         render_mode: str | None = None,
@@ -133,6 +136,13 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         self.weight_decay = float(spec.weight_decay if weight_decay is None else weight_decay)
         self.augment = bool(spec.augment if augment is None else augment)
         self.data_root, self.download, self.report_test = data_root, bool(download), report_test
+        if data is not None and not isinstance(data, RawData):
+            raise TypeError(f"data must be an l2t_gym.data.RawData, got {type(data).__name__}")
+        if data is not None and data.num_classes != spec.num_classes:
+            raise ValueError(
+                f"task {task!r} has {spec.num_classes} classes, data has {data.num_classes}"
+            )
+        self.data = data
         self.device = _resolve_device(device)
         self._check_arguments()
         if render_mode is not None:
@@ -159,7 +169,9 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        data = load_dataset(self._spec.dataset, self.data_root, self.download, self.device)
+        data = load_dataset(
+            self._spec.dataset, self.data_root, self.download, self.device, arrays=self.data
+        )
         fold = make_folds(data.y_train_host, self.dev_fraction)[self.split]
         init_seed, order_seed, aug_seed = (int(s) for s in self.np_random.integers(2**62, size=3))
         with torch.random.fork_rng(devices=[]):
@@ -202,9 +214,10 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         keep = self._keep_mask(action)
         run = self._run
+        n_kept = int(np.count_nonzero(keep))
         self._teacher_step += 1
-        self._kept += int(keep.sum())
-        trained = run.offer(keep)
+        self._kept += n_kept
+        trained = run.offer(keep, n_kept)
         reward, terminated = 0.0, False
         if trained and run.iteration % self.eval_every == 0:
             self._dev_accuracy = run.evaluate("dev")
@@ -243,7 +256,8 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             self._diverged = True
             logits = np.zeros_like(logits)
             avg_loss = float(np.finfo(np.float32).max)
-        return build_features(logits, labels, self.clock / self.max_iters, avg_loss, self._best_dev)
+        progress = min(self.clock / self.max_iters, 1.0)
+        return build_features(logits, labels, progress, avg_loss, self._best_dev)
 
     def _info(self) -> dict[str, Any]:
         run = self._run

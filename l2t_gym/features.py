@@ -3,9 +3,10 @@
 One row per candidate instance, columns in this order:
 
 * data features: the label as a one-hot (C), then task extras (none for images);
-* student-model features: ``iteration`` (the episode clock over T', which is i/T' under the
-  paper's reward), ``avg_train_loss`` (mean loss of the minibatches trained on so far; ln C, a
-  uniform guess, before the first update) and ``best_dev_accuracy``;
+* student-model features: ``iteration`` (the episode clock over T', i/T' under the paper's
+  reward; it saturates at 1 on the last step of an episode that ran out of clock),
+  ``avg_train_loss`` (mean loss of the minibatches trained on so far; ln C, a uniform guess,
+  before the first update) and ``best_dev_accuracy``;
 * combined features: the predicted class probabilities (C), the instance's ``loss`` -log p_y and
   its ``margin`` p_y - max_{y' != y} p_y'.
 
@@ -34,13 +35,13 @@ def feature_names(num_classes: int, extra_names: tuple[str, ...] = ()) -> tuple[
 
 
 def feature_bounds(num_classes: int, n_extras: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (low, high) of the observation space. Extras, the clock (which may pass T' on
-    the last step when candidates cost time) and losses are unbounded above."""
-    c, inf = num_classes, np.inf
+    """Per-column (low, high) of the observation space. Losses have no natural upper bound;
+    the largest float32 stands for it (an infinite bound would only draw checker warnings)."""
+    c, big = num_classes, float(np.finfo(np.float32).max)
     low = np.zeros(2 * c + n_extras + 5, dtype=np.float32)
     low[-1] = -1.0
     high = np.concatenate(
-        [np.ones(c), np.full(n_extras, inf), [inf, inf, 1.0], np.ones(c), [inf, 1.0]]
+        [np.ones(c), np.full(n_extras, big), [1.0, big, 1.0], np.ones(c), [big, 1.0]]
     ).astype(np.float32)
     return low, high
 

@@ -59,10 +59,11 @@ class StudentRun:
     part of each candidate batch (no step if nothing is kept).
 
     The candidate forward pass is computed in training mode, as the student would see the batch if
-    it trained on it, but never changes the student: BatchNorm running statistics are restored
-    unless the batch is trained on. When the whole candidate batch becomes the training batch
-    (always so for a keep-all teacher) its autograd graph is reused, so judging a batch and
-    training on it cost one forward pass, like a plain training loop.
+    it trained on it, but never changes the student: BatchNorm running statistics are put back
+    at once, and the forward's update is applied only if the batch is trained on. When the whole
+    candidate batch becomes the training batch (always so for a keep-all teacher) its autograd
+    graph is reused, so judging a batch and training on it cost one forward pass, like a plain
+    training loop.
     """
 
     def __init__(
@@ -93,12 +94,7 @@ class StudentRun:
         self._queue = np.empty(0, dtype=np.int64)
         self._pos = 0
         self._pool = np.empty(0, dtype=np.int64)
-        self._bn_buffers = [
-            b
-            for mod in model.modules()
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm)
-            for b in mod.buffers(recurse=False)
-        ]
+        self._bn_buffers = _flatten_batchnorm_buffers(model)
         self._dev_x = data.x_train[torch.from_numpy(fold.dev).to(self.device)]
         self._dev_y = data.y_train[torch.from_numpy(fold.dev).to(self.device)]
         self._loss_sum = torch.zeros((), device=self.device)
@@ -122,33 +118,34 @@ class StudentRun:
         x, y = self._batch(idx)
         # A graph is only worth keeping when the whole batch could be trained on as it is.
         keep_graph = keep_graph and (self.mode == "mask" or len(self._pool) == 0)
-        snapshot = [b.clone() for b in self._bn_buffers]
-        if keep_graph:
+        before = [flat.clone() for flat in self._bn_buffers]
+        with torch.set_grad_enabled(keep_graph):
             logits = self.model(x)
-        else:
-            with torch.no_grad():
-                logits = self.model(x)
-            self._restore(snapshot)
-            snapshot = []
-        self._candidate = _Candidate(idx, y, logits if keep_graph else None, snapshot)
+        # The forward updated the BatchNorm statistics as a training step would: keep that update
+        # aside for the case the batch is trained on, and put the student back as it was.
+        after = [flat.clone() for flat in self._bn_buffers] if keep_graph else []
+        self._restore(before)
+        self._candidate = _Candidate(idx, y, logits if keep_graph else None, after)
         host_logits, loss_sum = self._to_host(logits.detach())
         return self.data.y_train_host[idx], host_logits, self._average_loss(loss_sum)
 
-    def offer(self, keep: np.ndarray) -> bool:
-        """Hand over the teacher's keep mask for the last proposed batch; True if the student
-        took an optimiser step."""
+    def offer(self, keep: np.ndarray, n_kept: int | None = None) -> bool:
+        """Hand over the teacher's keep mask (``n_kept`` of its entries true, if the caller has
+        counted them) for the last proposed batch; True if the student took an optimiser step."""
         cand = self._candidate
         if cand is None:
             raise RuntimeError("offer() needs a batch from propose() first")
         self._candidate = None
         # propose() kept a graph only if this batch, whole, would be the next training batch.
-        if cand.logits is not None and keep.all():
+        if n_kept is None:
+            n_kept = int(np.count_nonzero(keep))
+        if cand.logits is not None and n_kept == len(keep):
+            self._restore(cand.bn_after)
             self._train(cand.logits, cand.y)
             return True
-        self._restore(cand.bn_snapshot)
         kept = cand.idx[keep]
         if self.mode == "mask":
-            if len(kept) == 0:
+            if n_kept == 0:
                 return False
             batch = kept
         else:
@@ -194,7 +191,9 @@ class StudentRun:
         return idx
 
     def _batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx_t = torch.from_numpy(idx).to(self.device, non_blocking=True)
+        idx_t = torch.from_numpy(idx)
+        if self.device.type != "cpu":
+            idx_t = idx_t.to(self.device, non_blocking=True)
         x = self.data.x_train[idx_t]
         if self._augment is not None:
             x = self._augment(x, self._aug_gen)
@@ -213,13 +212,16 @@ class StudentRun:
         for module in self._modules:
             module.training = flag
 
-    def _restore(self, snapshot: list[torch.Tensor]) -> None:
-        for buf, saved in zip(self._bn_buffers, snapshot, strict=False):
-            buf.copy_(saved)
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        # Through .data: the kept graph's BatchNorm nodes hold the running statistics, and a
+        # plain in-place write would bump their version and fail the backward. Training-mode
+        # BatchNorm's backward never reads them, so the write cannot change a gradient.
+        for flat, values in zip(self._bn_buffers, saved, strict=False):
+            flat.data.copy_(values)
 
     def _to_host(self, logits: torch.Tensor) -> tuple[np.ndarray, float]:
         if self.device.type == "cpu":
-            return logits.float().numpy(), float(self._loss_sum)
+            return logits.numpy(), float(self._loss_sum)
         # One transfer, hence one synchronisation, per teacher step.
         packed = torch.cat([logits.float().flatten(), self._loss_sum.view(1)]).cpu().numpy()
         return packed[:-1].reshape(logits.shape), float(packed[-1])
@@ -230,11 +232,37 @@ class StudentRun:
         return loss_sum / self.iteration
 
 
+def _flatten_batchnorm_buffers(model: nn.Module) -> list[torch.Tensor]:
+    """Move every BatchNorm buffer into one flat tensor per dtype, the modules keeping views.
+
+    Restoring the running statistics after a candidate forward is then one copy per dtype rather
+    than one per buffer: ResNet-32 has 93 buffers, and a kernel launch each would cost more than
+    the rest of the env's work on a GPU. Returns the flat tensors.
+    """
+    owners = [
+        (mod, name, buf)
+        for mod in model.modules()
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm)
+        for name, buf in mod.named_buffers(recurse=False)
+        if buf is not None
+    ]
+    flats = []
+    for dtype in sorted({buf.dtype for _, _, buf in owners}, key=str):
+        group = [(mod, name, buf) for mod, name, buf in owners if buf.dtype == dtype]
+        flat = torch.cat([buf.reshape(-1) for _, _, buf in group])
+        offset = 0
+        for mod, name, buf in group:
+            mod._buffers[name] = flat[offset : offset + buf.numel()].view_as(buf)
+            offset += buf.numel()
+        flats.append(flat)
+    return flats
+
+
 class _Candidate:
-    """The last proposed batch: indices (host), labels (device), the logits' graph if kept, and
-    the BatchNorm buffers as they were before its forward pass."""
+    """The last proposed batch: indices (host), labels (device), and, if its graph was kept, the
+    logits and the BatchNorm statistics a training step on it would leave."""
 
-    __slots__ = ("idx", "y", "logits", "bn_snapshot")
+    __slots__ = ("idx", "y", "logits", "bn_after")
 
-    def __init__(self, idx, y, logits, bn_snapshot):
-        self.idx, self.y, self.logits, self.bn_snapshot = idx, y, logits, bn_snapshot
+    def __init__(self, idx, y, logits, bn_after):
+        self.idx, self.y, self.logits, self.bn_after = idx, y, logits, bn_after

@@ -57,18 +57,21 @@ TASKS: dict[str, TaskSpec] = {
         num_classes=10,
         student="mlp-500",
         tau=0.93,
-        max_iters=2000,
+        max_iters=750,
         batch_size=20,
         eval_every=20,
         dev_fraction=1 / 15,
         optimizer="sgd",
-        lr=0.05,
+        lr=0.02,
         momentum=0.9,
         weight_decay=0.0,
         augment=False,
         why=(
             "The paper's MLP 784-500-10; tau=0.93 and M=20 as in the paper's "
-            "re-implementations. Dev sets of 2,000 per fold, read every 20 iterations."
+            "re-implementations. SGD 0.02 with momentum 0.9: on a 9,000-image stand-in (the real "
+            "MNIST test images) keep-all's median i_tau was 270 iterations at 0.01 and 0.02, and "
+            "most runs never reached tau at 0.05; T'=750 puts 270 at 36%. Dev sets of 2,000 per "
+            "fold, read every 20 iterations."
         ),
     ),
     "cifar10": TaskSpec(

@@ -358,3 +358,67 @@ def test_custom_student_callable_is_seeded():
     a, _ = make(student=factory).reset(seed=1)
     b, _ = make(student=factory).reset(seed=1)
     np.testing.assert_array_equal(a, b)
+
+
+def test_candidate_forward_leaves_batchnorm_statistics_alone():
+    from l2t_gym.data import RawData
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 12)
+    x = rng.normal(size=(120, 3, 8, 8)).astype(np.float32) + y[:, None, None, None] * 0.1
+    data = RawData.from_arrays(x, y, x[:20], y[:20], 10)
+    env = L2TEnv(
+        "cifar10",
+        data=data,
+        device="cpu",
+        batch_size=6,
+        student="resnet20",
+        tau=1.0,
+        max_iters=100,
+        augment=False,
+    )
+    obs, _ = env.reset(seed=0)
+    model = env._run.model
+    stats = lambda: [b.clone() for b in model.buffers()]  # noqa: E731
+    before = stats()
+    obs, *_ = env.step(np.zeros(6))  # dropped: the candidate forward must leave no trace
+    obs, *_ = env.step(np.arange(6) < 3)
+    assert all(torch.equal(a, b) for a, b in zip(before, stats(), strict=True))
+    obs, _, _, _, info = env.step(np.arange(6) < 3)  # the pool fills: one update
+    assert info["iteration"] == 1
+    assert not all(torch.equal(a, b) for a, b in zip(before, stats(), strict=True))
+    assert len(before) == 3 * sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("student", ["mlp-32", "resnet20"])
+def test_reusing_the_candidate_graph_equals_a_fresh_forward(student, monkeypatch):
+    from l2t_gym.data import RawData
+    from l2t_gym.student import StudentRun
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(10), 12)
+    x = rng.normal(size=(120, 3, 8, 8)).astype(np.float32) + y[:, None, None, None] * 0.1
+    data = RawData.from_arrays(x, y, x[:20], y[:20], 10)
+
+    def trajectory():
+        env = L2TEnv(
+            "cifar10",
+            data=data,
+            device="cpu",
+            batch_size=6,
+            student=student,
+            tau=1.0,
+            max_iters=8,
+            augment=False,
+        )
+        return run_episode(env, keep_all, seed=3), env._run
+
+    reused, run_a = trajectory()
+    propose = StudentRun.propose
+    monkeypatch.setattr(StudentRun, "propose", lambda self, keep_graph=True: propose(self, False))
+    fresh, run_b = trajectory()
+    assert_same_trajectory(reused, fresh)
+    for a, b in zip(
+        run_a.model.state_dict().values(), run_b.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,30 +48,48 @@ class DeviceData:
 
 
 _CACHE: dict[tuple[str, str, str], DeviceData] = {}
+# Arrays a user passed in: cached per object, and forgotten with it.
+_ARRAY_CACHE: weakref.WeakKeyDictionary[RawData, dict[str, DeviceData]] = (
+    weakref.WeakKeyDictionary()
+)
 _LOCK = threading.Lock()
 
 
 def load_dataset(
-    name: str, root: str | Path | None, download: bool, device: torch.device
+    name: str,
+    root: str | Path | None,
+    download: bool,
+    device: torch.device,
+    arrays: RawData | None = None,
 ) -> DeviceData:
-    """Return dataset ``name`` on ``device``, loading it on the first call in this process."""
-    root_path = Path(root).expanduser() if root is not None else default_root()
-    key = (name, str(root_path.resolve()) if name != "digits" else "", str(device))
+    """Return dataset ``name`` (or the given ``arrays``) on ``device``, loading it on the first
+    call in this process; later calls, from any env, share the same tensors."""
     with _LOCK:
+        if arrays is not None:
+            per_device = _ARRAY_CACHE.setdefault(arrays, {})
+            if str(device) not in per_device:
+                per_device[str(device)] = _to_device(arrays, device)
+            return per_device[str(device)]
+        root_path = Path(root).expanduser() if root is not None else default_root()
+        key = (name, str(root_path.resolve()) if name != "digits" else "", str(device))
         if key not in _CACHE:
-            raw = load_raw(name, root_path, download)
-            _CACHE[key] = DeviceData(
-                x_train=raw.x_train.to(device).contiguous(),
-                y_train=raw.y_train.to(device),
-                x_test=raw.x_test.to(device).contiguous(),
-                y_test=raw.y_test.to(device),
-                y_train_host=raw.y_train.numpy().copy(),
-                num_classes=raw.num_classes,
-            )
+            _CACHE[key] = _to_device(load_raw(name, root_path, download), device)
         return _CACHE[key]
+
+
+def _to_device(raw: RawData, device: torch.device) -> DeviceData:
+    return DeviceData(
+        x_train=raw.x_train.to(device).contiguous(),
+        y_train=raw.y_train.to(device),
+        x_test=raw.x_test.to(device).contiguous(),
+        y_test=raw.y_test.to(device),
+        y_train_host=raw.y_train.numpy().copy(),
+        num_classes=raw.num_classes,
+    )
 
 
 def clear_cache() -> None:
     """Forget every loaded dataset (tests use this to load fabricated files afresh)."""
     with _LOCK:
         _CACHE.clear()
+        _ARRAY_CACHE.clear()

@@ -14,15 +14,50 @@ import torch
 from l2t_gym.data.folds import SPLIT_SEED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RawData:
-    """A task's official train and test sets: float32 inputs (N, ...) and int64 labels (N,)."""
+    """A task's official train and test sets: float32 inputs (N, ...) and int64 labels (N,).
+
+    Build one from your own arrays with :meth:`from_arrays` and pass it to ``L2TEnv(data=...)``
+    to run a task on data that needs no loader (compared by identity, so it can key a cache).
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x_train: np.ndarray | torch.Tensor,
+        y_train: np.ndarray | torch.Tensor,
+        x_test: np.ndarray | torch.Tensor,
+        y_test: np.ndarray | torch.Tensor,
+        num_classes: int,
+    ) -> RawData:
+        """Check and convert arrays: inputs to float32 (already normalised as the student
+        expects), labels to int64 in [0, num_classes)."""
+        xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in (x_train, x_test)]
+        ys = [torch.as_tensor(np.asarray(y)).long() for y in (y_train, y_test)]
+        for name, x, y in (("train", xs[0], ys[0]), ("test", xs[1], ys[1])):
+            if y.dim() != 1 or x.dim() < 2 or len(x) != len(y) or len(y) == 0:
+                raise ValueError(
+                    f"{name}: expected inputs (N, ...) and labels (N,) with N > 0, got "
+                    f"{tuple(x.shape)} and {tuple(y.shape)}"
+                )
+            if y.min() < 0 or y.max() >= num_classes:
+                raise ValueError(
+                    f"{name} labels must lie in [0, {num_classes}), got "
+                    f"[{int(y.min())}, {int(y.max())}]"
+                )
+        if xs[0].shape[1:] != xs[1].shape[1:]:
+            raise ValueError(
+                f"train and test inputs differ in shape: {tuple(xs[0].shape[1:])} "
+                f"vs {tuple(xs[1].shape[1:])}"
+            )
+        return cls(xs[0].contiguous(), ys[0], xs[1].contiguous(), ys[1], int(num_classes))
 
 
 class DatasetNotFoundError(FileNotFoundError):
