@@ -39,7 +39,9 @@ class BareLoop:
     step, and a dev accuracy every ``eval_every`` iterations."""
 
     def __init__(self, env: l2t_gym.L2TEnv, seed: int) -> None:
-        self.data = load_dataset(env._spec.dataset, env.data_root, env.download, env.device)
+        self.data = load_dataset(
+            env._spec.dataset, env.data_root, env.download, env.device, arrays=env.data
+        )
         fold = make_folds(self.data.y_train_host, env.dev_fraction)[env.split]
         self.train_idx, self.m, self.eval_every = fold.train, env.batch_size, env.eval_every
         dev = torch.from_numpy(fold.dev).to(env.device)
@@ -102,6 +104,17 @@ def timed(fn, sync) -> float:
     return time.perf_counter() - start
 
 
+def measure(env: gym.Env, bare: BareLoop, iters: int, repeats: int, sync) -> tuple[list, list]:
+    """Seconds per student iteration, env and bare loop, in alternating blocks after a warm-up."""
+    run_env(env, iters)
+    bare.run(iters)
+    env_t, bare_t = [], []
+    for _ in range(repeats):
+        env_t.append(timed(lambda: run_env(env, iters), sync) / iters)
+        bare_t.append(timed(lambda: bare.run(iters), sync) / iters)
+    return env_t, bare_t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -135,13 +148,8 @@ def main() -> None:
     )
     env.reset(seed=0)
     bare = BareLoop(env.unwrapped, seed=0)
-    run_env(env, args.iters)  # warm-up both sides: allocator, kernels, caches
-    bare.run(args.iters)
 
-    env_t, bare_t = [], []
-    for _ in range(args.repeats):
-        env_t.append(timed(lambda: run_env(env, args.iters), sync) / args.iters)
-        bare_t.append(timed(lambda: bare.run(args.iters), sync) / args.iters)
+    env_t, bare_t = measure(env, bare, args.iters, args.repeats, sync)
     env_med, bare_med = statistics.median(env_t), statistics.median(bare_t)
     ratio = env_med / bare_med
     paired = statistics.median(te / tb for te, tb in zip(env_t, bare_t, strict=True))

@@ -1,0 +1,174 @@
+"""One prepared GPU check: CUDA against CPU, a keep-all CIFAR-10 ResNet-32 run, overhead on GPU.
+
+    python benchmarks/gpu_check.py --cifar-npz benchmarks/out/cifar10_test_jpg.npz --out DIR
+
+(a) Digits and a small CIFAR-shaped ResNet-32 run, same seeds and actions on CPU and CUDA: the
+    observations must agree to float tolerance (bit-identity is a CPU promise only).
+(b) A keep-all ResNet-32 run with the CIFAR-10 task's defaults, recording dev accuracy against
+    iterations and seconds. Real CIFAR-10 is used if ``--data-root`` holds it; else the 10,000
+    CIFAR-10 test images given as ``--cifar-npz`` (uint8 x (N, 32, 32, 3), y) stand in for the
+    training set, which is smaller than the real fold, so time per iteration carries over but
+    the iterations to tau do not; else random data of the right shape.
+(c) The env's overhead against a bare loop on the GPU (benchmarks/overhead.py), CIFAR-10 and
+    Digits.
+cuDNN's autotuner is switched on for every side, as a GPU user would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from overhead import BareLoop, measure  # noqa: E402
+
+from l2t_gym import TASKS, L2TEnv  # noqa: E402
+from l2t_gym.data import RawData  # noqa: E402
+from l2t_gym.data.vision import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
+
+
+def cifar_arrays(npz: str | None, n: int = 10_000) -> tuple[RawData, str]:
+    if npz:
+        z = np.load(npz)
+        x = z["x"].astype(np.float32) / 255.0
+        x = (x - np.array(CIFAR10_MEAN, np.float32)) / np.array(CIFAR10_STD, np.float32)
+        x, y = x.transpose(0, 3, 1, 2), z["y"]
+        return RawData.from_arrays(x, y, x[:1000], y[:1000], 10), f"{len(y)} CIFAR-10 test JPEGs"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    return RawData.from_arrays(x, y, x[:1000], y[:1000], 10), "random data (no signal)"
+
+
+def trajectory(env: L2TEnv, seed: int, steps: int, keep_prob: float) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(rng.random(len(obs)) < keep_prob)
+        out.append(obs)
+        if terminated or truncated:
+            break
+    return out
+
+
+def compare_devices(make, device, seeds, steps, keep_prob) -> float:
+    worst = 0.0
+    for seed in seeds:
+        cpu = trajectory(make("cpu"), seed, steps, keep_prob)
+        gpu = trajectory(make(device), seed, steps, keep_prob)
+        n = min(len(cpu), len(gpu))
+        worst = max(
+            worst, max(float(np.abs(a - b).max()) for a, b in zip(cpu[:n], gpu[:n], strict=True))
+        )
+    return worst
+
+
+def episode_curve(env: L2TEnv, seed: int, sync) -> list[tuple[int, float, float]]:
+    """Keep-all to the end of the clock: (iteration, dev accuracy, seconds) at every eval."""
+    obs, info = env.reset(seed=seed)
+    keep = np.ones(env.batch_size, dtype=bool)
+    sync()
+    start, curve, done = time.perf_counter(), [(0, info["dev_accuracy"], 0.0)], False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(keep)
+        done = terminated or truncated
+        if info["iteration"] % env.eval_every == 0 and info["iteration"] != curve[-1][0]:
+            curve.append((info["iteration"], info["dev_accuracy"], time.perf_counter() - start))
+    return curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--cifar-npz", default=None)
+    ap.add_argument("--data-root", default=None, help="a folder holding real CIFAR-10")
+    ap.add_argument("--curve-iters", type=int, default=3000)
+    ap.add_argument("--out", default="benchmarks/out")
+    ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
+    ap.add_argument("--blocks", type=int, default=7, help="timed blocks per side in (c)")
+    args = ap.parse_args()
+    dev = args.device
+    if dev == "cuda" and not torch.cuda.is_available():
+        sys.exit("this script checks the CUDA path, and torch sees no GPU here")
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    torch.backends.cudnn.benchmark = True
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gpu = torch.cuda.get_device_name(0) if dev == "cuda" else "cpu (smoke test)"
+    print(f"GPU: {gpu}; torch {torch.__version__}; CPU threads {torch.get_num_threads()}")
+
+    real = args.data_root and (Path(args.data_root) / "cifar-10-batches-py").is_dir()
+    data, what = (None, "real CIFAR-10") if real else cifar_arrays(args.cifar_npz)
+    cifar = {"data_root": args.data_root, "download": False} if real else {"data": data}
+    print(f"CIFAR-10 data: {what}")
+
+    # (a) CUDA against CPU.
+    t = time.perf_counter()
+    d_digits = compare_devices(lambda d: L2TEnv("digits", device=d), dev, range(3), 30, 0.7)
+    d_cifar = compare_devices(
+        lambda d: L2TEnv("cifar10", device=d, batch_size=32, **cifar), dev, [0], 3, 1.0
+    )
+    print(
+        f"(a) max |obs_cpu - obs_cuda|: Digits {d_digits:.2e} (3 seeds x 30 steps, keep 70%); "
+        f"CIFAR ResNet-32 {d_cifar:.2e} (3 keep-all steps, M=32)  [{time.perf_counter() - t:.0f}s]"
+    )
+    its = {}
+    for d in ("cpu", dev):
+        env = L2TEnv("digits", device=d)
+        its[d] = []
+        for seed in range(5):
+            trajectory(env, seed, 10**6, 1.0)
+            its[d].append(env._run.iteration)
+    print(f"    Digits keep-all i_tau, seeds 0-4: cpu {its['cpu']}, {dev} {its[dev]}")
+
+    # (b) Keep-all ResNet-32 with the task's defaults; tau unreachable so the whole curve shows.
+    every = min(TASKS["cifar10"].eval_every, args.curve_iters)
+    env = L2TEnv(
+        "cifar10", device=dev, tau=1.0, max_iters=args.curve_iters, eval_every=every, **cifar
+    )
+    warm_up = L2TEnv("cifar10", device=dev, tau=1.0, max_iters=60, eval_every=30, **cifar)
+    episode_curve(warm_up, 1, sync)
+    curve = episode_curve(env, 0, sync)
+    with (out / "gpu_cifar_curve.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("iteration", "dev_accuracy", "seconds"), *curve])
+    last_it, _, last_s = curve[-1]
+    print(
+        f"(b) keep-all ResNet-32, M={env.batch_size}: {last_it} iterations in {last_s:.1f}s "
+        f"({last_s / last_it * 1e3:.2f} ms/iteration incl. dev evals every {env.eval_every}); "
+        f"best dev {max(a for _, a, _ in curve):.3f}"
+    )
+    for tau in (0.4, 0.5, 0.6, 0.7, 0.8):
+        hit = next(((i, s) for i, a, s in curve if a >= tau), None)
+        print(
+            f"    tau={tau:.2f}: " + (f"i_tau={hit[0]} at {hit[1]:.1f}s" if hit else "not reached")
+        )
+
+    # (c) Overhead against a bare loop, on the GPU.
+    rows = []
+    sizes = {"cifar10": 100, "digits": 200} if dev == "cuda" else {"cifar10": 2, "digits": 20}
+    for name, kwargs in (("cifar10", cifar), ("digits", {})):
+        iters = sizes[name]
+        env = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
+        env.reset(seed=0)
+        env_t, bare_t = measure(env, BareLoop(env, 0), iters, args.blocks, sync)
+        e, b = float(np.median(env_t)), float(np.median(bare_t))
+        rows.append((name, env.student, env.batch_size, e, b, e / b))
+        print(
+            f"(c) {name} {env.student} M={env.batch_size}: env {e * 1e3:.3f} ms/it, "
+            f"bare {b * 1e3:.3f} ms/it, ratio {e / b:.3f}x "
+            f"(medians of {args.blocks} blocks of {iters})"
+        )
+    with (out / "gpu_overhead.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "student", "M", "env_s_per_iter", "bare_s_per_iter", "ratio", "gpu"])
+        w.writerows([(*r, gpu) for r in rows])
+
+
+if __name__ == "__main__":
+    main()
