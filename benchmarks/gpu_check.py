@@ -33,7 +33,7 @@ from l2t_gym.data import RawData  # noqa: E402
 from l2t_gym.data.vision import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
 
 
-def cifar_arrays(npz: str | None, n: int = 10_000) -> tuple[RawData, str]:
+def cifar_arrays(npz: str | None, n: int) -> tuple[RawData, str]:
     if npz:
         z = np.load(npz)
         x = z["x"].astype(np.float32) / 255.0
@@ -43,7 +43,7 @@ def cifar_arrays(npz: str | None, n: int = 10_000) -> tuple[RawData, str]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, n)
-    return RawData.from_arrays(x, y, x[:1000], y[:1000], 10), "random data (no signal)"
+    return RawData.from_arrays(x, y, x[: n // 10], y[: n // 10], 10), "random data (no signal)"
 
 
 def trajectory(env: L2TEnv, seed: int, steps: int, keep_prob: float) -> list[np.ndarray]:
@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--cifar-npz", default=None)
     ap.add_argument("--data-root", default=None, help="a folder holding real CIFAR-10")
     ap.add_argument("--curve-iters", type=int, default=3000)
+    ap.add_argument("--random-size", type=int, default=10_000, help="images if no real data")
+    ap.add_argument("--cifar-batch", type=int, default=None, help="M for (b), (c): task's if unset")
     ap.add_argument("--out", default="benchmarks/out")
     ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
     ap.add_argument("--blocks", type=int, default=7, help="timed blocks per side in (c)")
@@ -104,19 +106,27 @@ def main() -> None:
     print(f"GPU: {gpu}; torch {torch.__version__}; CPU threads {torch.get_num_threads()}")
 
     real = args.data_root and (Path(args.data_root) / "cifar-10-batches-py").is_dir()
-    data, what = (None, "real CIFAR-10") if real else cifar_arrays(args.cifar_npz)
+    data, what = (None, "real CIFAR-10") if real else cifar_arrays(args.cifar_npz, args.random_size)
     cifar = {"data_root": args.data_root, "download": False} if real else {"data": data}
+    sized = {**cifar, "batch_size": args.cifar_batch}
     print(f"CIFAR-10 data: {what}")
 
     # (a) CUDA against CPU.
     t = time.perf_counter()
     d_digits = compare_devices(lambda d: L2TEnv("digits", device=d), dev, range(3), 30, 0.7)
     d_cifar = compare_devices(
-        lambda d: L2TEnv("cifar10", device=d, batch_size=32, **cifar), dev, [0], 3, 1.0
+        # Augmentation off: its offsets come from a generator on the env's device, and CUDA's
+        # stream differs from the CPU's, so with it on this would compare different images.
+        lambda d: L2TEnv("cifar10", device=d, batch_size=32, augment=False, **cifar),
+        dev,
+        [0],
+        3,
+        1.0,
     )
     print(
         f"(a) max |obs_cpu - obs_cuda|: Digits {d_digits:.2e} (3 seeds x 30 steps, keep 70%); "
-        f"CIFAR ResNet-32 {d_cifar:.2e} (3 keep-all steps, M=32)  [{time.perf_counter() - t:.0f}s]"
+        f"CIFAR ResNet-32 {d_cifar:.2e} (3 keep-all steps, M=32, no augmentation) "
+        f"[{time.perf_counter() - t:.0f}s]"
     )
     its = {}
     for d in ("cpu", dev):
@@ -130,9 +140,10 @@ def main() -> None:
     # (b) Keep-all ResNet-32 with the task's defaults; tau unreachable so the whole curve shows.
     every = min(TASKS["cifar10"].eval_every, args.curve_iters)
     env = L2TEnv(
-        "cifar10", device=dev, tau=1.0, max_iters=args.curve_iters, eval_every=every, **cifar
+        "cifar10", device=dev, tau=1.0, max_iters=args.curve_iters, eval_every=every, **sized
     )
-    warm_up = L2TEnv("cifar10", device=dev, tau=1.0, max_iters=60, eval_every=30, **cifar)
+    n_warm = min(60, args.curve_iters)
+    warm_up = L2TEnv("cifar10", device=dev, tau=1.0, max_iters=n_warm, eval_every=n_warm, **sized)
     episode_curve(warm_up, 1, sync)
     curve = episode_curve(env, 0, sync)
     with (out / "gpu_cifar_curve.csv").open("w", newline="") as f:
@@ -143,7 +154,7 @@ def main() -> None:
         f"({last_s / last_it * 1e3:.2f} ms/iteration incl. dev evals every {env.eval_every}); "
         f"best dev {max(a for _, a, _ in curve):.3f}"
     )
-    for tau in (0.4, 0.5, 0.6, 0.7, 0.8):
+    for tau in (0.4, 0.5, 0.6, 0.7, 0.8) if last_it >= 100 else ():
         hit = next(((i, s) for i, a, s in curve if a >= tau), None)
         print(
             f"    tau={tau:.2f}: " + (f"i_tau={hit[0]} at {hit[1]:.1f}s" if hit else "not reached")
@@ -152,7 +163,7 @@ def main() -> None:
     # (c) Overhead against a bare loop, on the GPU.
     rows = []
     sizes = {"cifar10": 100, "digits": 200} if dev == "cuda" else {"cifar10": 2, "digits": 20}
-    for name, kwargs in (("cifar10", cifar), ("digits", {})):
+    for name, kwargs in (("cifar10", sized), ("digits", {})):
         iters = sizes[name]
         env = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
         env.reset(seed=0)

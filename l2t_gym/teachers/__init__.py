@@ -1,0 +1,53 @@
+"""Teachers: agents that keep or drop each candidate instance, seeing only observations and info.
+
+``NoTeach``, ``RandTeach``, ``SelfPaced`` and ``LossRank`` are the baselines; ``BernoulliTeacher``
+is the paper's learned policy. All follow :class:`Teacher`: ``reset(feature_names, seed=...)`` at
+the start of an episode, then ``act(obs)`` -> keep mask. :func:`run_episode` runs one episode.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from l2t_gym.teachers.base import CurvePoint, EpisodeResult, Teacher, run_episode
+from l2t_gym.teachers.bernoulli import BernoulliTeacher
+from l2t_gym.teachers.heuristics import LossRank, NoTeach, RandTeach, SelfPaced
+
+__all__ = [
+    "BernoulliTeacher",
+    "CurvePoint",
+    "EpisodeResult",
+    "LossRank",
+    "NoTeach",
+    "RandTeach",
+    "SelfPaced",
+    "TEACHER_NAMES",
+    "Teacher",
+    "make_teacher",
+    "run_episode",
+]
+
+#: Names :func:`make_teacher` understands besides a path to a saved teacher.
+TEACHER_NAMES = {"noteach": NoTeach, "rand": RandTeach, "spl": SelfPaced, "lossrank": LossRank}
+
+
+def make_teacher(spec: str | os.PathLike, **kwargs: Any) -> Teacher:
+    """A teacher from a name ("noteach", "rand", "spl", "lossrank") or a saved teacher's path.
+
+    ``kwargs`` go to the teacher's constructor, or to :meth:`BernoulliTeacher.load` for a file
+    (``expected_feature_names``, ``deterministic``, ``seed``). "rand" needs ``keep_prob``.
+    """
+    name = os.fspath(spec)
+    if name.lower() in TEACHER_NAMES:
+        if name.lower() == "rand" and "keep_prob" not in kwargs:
+            raise ValueError(
+                "the 'rand' teacher needs keep_prob=... (e.g. a trained teacher's keep ratio)"
+            )
+        return TEACHER_NAMES[name.lower()](**kwargs)
+    if os.path.isfile(name):
+        return BernoulliTeacher.load(name, **kwargs)
+    raise ValueError(
+        f"unknown teacher {name!r}: expected one of {sorted(TEACHER_NAMES)} or the path of a "
+        "saved teacher file (no such file)"
+    )

@@ -1,0 +1,162 @@
+"""The baseline teachers the paper compares against: NoTeach, RandTeach, SPL and LossRank."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from l2t_gym.teachers.base import Teacher
+
+
+class NoTeach(Teacher):
+    """Keeps every instance: plain minibatch training, the reference every teacher must beat."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.ones(len(self._rows(obs)), dtype=bool)
+
+
+class RandTeach(Teacher):
+    """Keeps each instance independently with probability ``keep_prob``.
+
+    The paper's control for data *volume*: set ``keep_prob`` to a trained teacher's measured keep
+    ratio, and any gain the trained teacher has over RandTeach comes from *which* instances it
+    keeps. Draws come from the teacher's own generator (``seed``, or ``reset(seed=...)``).
+
+    Parameters
+    ----------
+    keep_prob:
+        Probability of keeping each instance, in (0, 1].
+    seed:
+        Seeds the teacher's generator.
+    """
+
+    def __init__(self, keep_prob: float, seed: int | None = None) -> None:
+        keep_prob = float(keep_prob)
+        if not 0.0 < keep_prob <= 1.0:
+            # 0 would never train the student: every episode would end truncated.
+            raise ValueError(f"keep_prob must lie in (0, 1], got {keep_prob}")
+        super().__init__(seed)
+        self.keep_prob = keep_prob
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.random(len(self._rows(obs))) < self.keep_prob
+
+
+class SelfPaced(Teacher):
+    """Self-paced learning (Kumar, Packer and Koller, NeurIPS 2010) as a teacher.
+
+    Rule: keep the instances whose ``loss`` (-log p_y) is below a threshold lambda that grows
+    with training progress t = the ``iteration`` feature (clock / T', in [0, 1]), so the student
+    starts on the instances it already finds easy and harder ones enter progressively.
+
+    Schedule: geometric from ``start`` to ``end`` over the first ``ramp`` of training, flat after::
+
+        lambda(t) = ln C * start * (end / start) ** min(t / ramp, 1)
+
+    Thresholds are in units of ln C, the loss of a uniform guess over the C classes (C is counted
+    from the ``label_*`` columns), so the defaults suit any task: at ``start = 1`` an instance is
+    "easy" when the student already beats chance on it (at initialisation 30-50% of a Digits
+    batch, so the student starts on a real share of the data); at ``end = 3`` only instances
+    with p_y < C^-3 are still held back. Geometric growth mirrors SPL's update of 1/K by a
+    constant factor per round.
+    ``ramp = 0.5``: with the tasks' defaults keep-all reaches tau in 35-45% of T', so the
+    curriculum has mostly opened up by the time a plain student would be done.
+
+    ``min_keep``: whatever the threshold, the ``min_keep`` lowest-loss instances of each batch are
+    kept (ties: earlier position first). The clock only advances when the student trains, and the
+    threshold only grows when the clock advances, so a batch-wide "keep nothing" could stall the
+    episode until truncation. One instance per batch is the smallest floor that rules that out
+    (at least one student iteration per M teacher steps) while leaving the SPL rule otherwise
+    unchanged; 0 turns the floor off.
+
+    Parameters
+    ----------
+    start, end:
+        Threshold at t = 0 and from t = ``ramp`` on, in units of ln C; 0 < start <= end.
+    ramp:
+        Fraction of T' over which the threshold grows, in (0, 1].
+    min_keep:
+        Instances kept per batch regardless of the threshold (capped at M), >= 0.
+    """
+
+    def __init__(
+        self, start: float = 1.0, end: float = 3.0, ramp: float = 0.5, min_keep: int = 1
+    ) -> None:
+        start, end, ramp = float(start), float(end), float(ramp)
+        if not (math.isfinite(start) and start > 0):
+            raise ValueError(f"start must be a positive multiple of ln C, got {start}")
+        if not (math.isfinite(end) and end >= start):
+            raise ValueError(f"end must be a finite multiple of ln C >= start={start}, got {end}")
+        if not 0.0 < ramp <= 1.0:
+            raise ValueError(f"ramp must be a fraction of training in (0, 1], got {ramp}")
+        if int(min_keep) != min_keep or min_keep < 0:
+            raise ValueError(f"min_keep must be an integer >= 0, got {min_keep}")
+        super().__init__()
+        self.start, self.end, self.ramp, self.min_keep = start, end, ramp, int(min_keep)
+        self.num_classes: int | None = None
+
+    def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
+        super().reset(feature_names, seed=seed)
+        self._loss = self._column("loss")
+        self._progress = self._column("iteration")
+        self.num_classes = sum(n.startswith("label_") for n in self._names())
+        if self.num_classes < 2:
+            raise ValueError(
+                "SelfPaced needs the label_0 .. label_{C-1} features (C >= 2) to scale its "
+                f"threshold by ln C; this env's feature_names are {list(self._names())}"
+            )
+
+    def threshold(self, progress: float) -> float:
+        """The loss threshold lambda at training progress ``progress`` (clock / T')."""
+        if self.num_classes is None:
+            self._names()  # raises: reset has not told us C yet
+        assert self.num_classes is not None
+        frac = min(max(float(progress), 0.0) / self.ramp, 1.0)
+        return math.log(self.num_classes) * self.start * (self.end / self.start) ** frac
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        x = self._rows(obs)
+        loss = x[:, self._loss]
+        keep = loss < self.threshold(float(x[:, self._progress].max()))
+        k = min(self.min_keep, len(loss))
+        if k and np.count_nonzero(keep) < k:
+            keep[np.argsort(loss, kind="stable")[:k]] = True
+        return keep
+
+
+class LossRank(Teacher):
+    """Online batch selection by loss rank (after Loshchilov and Hutter, 2015).
+
+    Rule: keep the ceil(``keep_ratio`` x M) highest-loss instances of each candidate batch; among
+    equal losses the earlier position wins, so decisions are deterministic. Loshchilov and Hutter
+    draw instances with probabilities that decay exponentially with loss rank; this is the
+    deterministic top-fraction form of that rule.
+
+    Parameters
+    ----------
+    keep_ratio:
+        Fraction of each batch kept, in (0, 1]; at least one instance is always kept.
+    """
+
+    def __init__(self, keep_ratio: float = 0.5) -> None:
+        keep_ratio = float(keep_ratio)
+        if not 0.0 < keep_ratio <= 1.0:
+            raise ValueError(f"keep_ratio must lie in (0, 1], got {keep_ratio}")
+        super().__init__()
+        self.keep_ratio = keep_ratio
+
+    def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
+        super().reset(feature_names, seed=seed)
+        self._loss = self._column("loss")
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        loss = self._rows(obs)[:, self._loss]
+        m = len(loss)
+        # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
+        k = max(1, math.ceil(round(self.keep_ratio * m, 9)))
+        keep = np.zeros(m, dtype=bool)
+        # A stable sort of -loss puts the earlier of two equal losses first.
+        keep[np.argsort(-loss, kind="stable")[:k]] = True
+        return keep

@@ -1,0 +1,52 @@
+"""Smoke runs of the examples and benchmarks with tiny budgets: they must run and print their
+tables, not measure anything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_keep_vs_random_example():
+    out = run("examples/keep_vs_random.py", "--episodes", "2")
+    assert "keep-all" in out and "random p=0.5" in out and "2/2" in out
+
+
+def test_overhead_benchmark(tmp_path):
+    csv = tmp_path / "overhead.csv"
+    out = run("benchmarks/overhead.py", "--iters", "5", "--repeats", "2", "--out", str(csv))
+    assert "overhead ratio" in out
+    assert len(csv.read_text().splitlines()) == 3
+
+
+def test_gpu_check_runs_on_cpu(tmp_path):
+    out = run(
+        "benchmarks/gpu_check.py",
+        "--device",
+        "cpu",
+        "--curve-iters",
+        "2",
+        "--blocks",
+        "1",
+        "--random-size",
+        "400",
+        "--out",
+        str(tmp_path),
+    )
+    assert "(a) max |obs_cpu - obs_cuda|: Digits 0.00e+00" in out
+    assert (tmp_path / "gpu_overhead.csv").exists()
