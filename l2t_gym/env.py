@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,15 @@ from l2t_gym.features import build_features, feature_bounds, feature_names
 from l2t_gym.models import build_student, check_student_name
 from l2t_gym.student import Mode, OptimizerFactory, StudentRun, build_optimizer
 from l2t_gym.tasks import TASKS
+
+
+def _autograd_on(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -165,6 +175,9 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         self._done = True
 
     # -- Gymnasium API ------------------------------------------------------------------------
+    # The student trains inside step() and reset(), whatever autograd mode the caller is in (an
+    # agent may well collect its rollouts under torch.no_grad() or inference_mode()).
+    @_autograd_on
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -207,6 +220,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         obs = self._observe(keep_graph=True)
         return obs, self._info()
 
+    @_autograd_on
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._run is None or self._done:
             raise gym.error.ResetNeeded(

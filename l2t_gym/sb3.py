@@ -197,7 +197,9 @@ class InstancePolicy(ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         arch = self.net_arch
-        pi, vf = (arch.get("pi", []), arch.get("vf", [])) if isinstance(arch, dict) else (arch, arch)
+        pi, vf = (
+            (arch.get("pi", []), arch.get("vf", [])) if isinstance(arch, dict) else (arch, arch)
+        )
         self.mlp_extractor = InstanceNets(
             self.features_dim, pi, vf, self.value_head, self.pooling, self.activation_fn
         ).to(self.device)

@@ -422,3 +422,11 @@ def test_reusing_the_candidate_graph_equals_a_fresh_forward(student, monkeypatch
         run_a.model.state_dict().values(), run_b.model.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_stepping_under_no_grad_or_inference_mode(context):
+    env = make(tau=1.0, max_iters=5)
+    with context():
+        traj = run_episode(env, lambda obs: np.arange(len(obs)) % 3 != 0, seed=0)
+    assert traj[-1][4]["iteration"] == 5

@@ -56,13 +56,20 @@ class SelfPaced(Teacher):
         lambda(t) = ln C * start * (end / start) ** min(t / ramp, 1)
 
     Thresholds are in units of ln C, the loss of a uniform guess over the C classes (C is counted
-    from the ``label_*`` columns), so the defaults suit any task: at ``start = 1`` an instance is
-    "easy" when the student already beats chance on it (at initialisation 30-50% of a Digits
-    batch, so the student starts on a real share of the data); at ``end = 3`` only instances
-    with p_y < C^-3 are still held back. Geometric growth mirrors SPL's update of 1/K by a
-    constant factor per round.
-    ``ramp = 0.5``: with the tasks' defaults keep-all reaches tau in 35-45% of T', so the
-    curriculum has mostly opened up by the time a plain student would be done.
+    from the ``label_*`` columns), so the defaults suit any task. Geometric growth mirrors SPL's
+    update of 1/K by a constant factor per round, and like SPL's last round the schedule ends
+    with (in practice) every instance admitted:
+
+    * ``start = 1``: an instance is "easy" when the student already beats chance on it; at
+      initialisation that is 30-50% of a Digits batch, a real share of the data to start on.
+    * ``end = 10``: by the end only instances with p_y < C^-10 are held back, which no healthy
+      run has. A threshold that stays near ln C is a trap: a fresh student that gets a whole
+      class wrong never sees it, and while it learns the other classes that class's losses
+      grow past any modest threshold. With ``end = 3`` most Digits episodes never reached tau.
+    * ``ramp = 0.3``: with the tasks' defaults keep-all reaches tau in 35-45% of T', so the
+      curriculum opens up within the time a plain student needs. (On Digits, 20 seeds per fold:
+      SPL reached tau in every episode, at a median 67-68 iterations against keep-all's 42-45,
+      keeping 72-77% of candidates: slower than plain training.)
 
     ``min_keep``: whatever the threshold, the ``min_keep`` lowest-loss instances of each batch are
     kept (ties: earlier position first). The clock only advances when the student trains, and the
@@ -82,7 +89,7 @@ class SelfPaced(Teacher):
     """
 
     def __init__(
-        self, start: float = 1.0, end: float = 3.0, ramp: float = 0.5, min_keep: int = 1
+        self, start: float = 1.0, end: float = 10.0, ramp: float = 0.3, min_keep: int = 1
     ) -> None:
         start, end, ramp = float(start), float(end), float(ramp)
         if not (math.isfinite(start) and start > 0):
