@@ -162,8 +162,8 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = None
         self._spec = spec
 
-        self.feature_names = feature_names(spec.num_classes)
-        low, high = feature_bounds(spec.num_classes)
+        self.feature_names = feature_names(spec.num_classes, spec.extra_names)
+        low, high = feature_bounds(spec.num_classes, len(spec.extra_names))
         m = self.batch_size
         self.observation_space = spaces.Box(
             np.broadcast_to(low, (m, len(low))),
@@ -185,6 +185,11 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         data = load_dataset(
             self._spec.dataset, self.data_root, self.download, self.device, arrays=self.data
         )
+        if data.extra_names != self._spec.extra_names:
+            raise ValueError(
+                f"task {self.task!r} expects data features {self._spec.extra_names}, the data "
+                f"has {data.extra_names}"
+            )
         fold = make_folds(data.y_train_host, self.dev_fraction)[self.split]
         init_seed, order_seed, aug_seed = (int(s) for s in self.np_random.integers(2**62, size=3))
         with torch.random.fork_rng(devices=[]):
@@ -263,7 +268,9 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
     # -- internals ----------------------------------------------------------------------------
     def _observe(self, keep_graph: bool) -> np.ndarray:
         assert self._run is not None
-        labels, logits, avg_loss = self._run.propose(keep_graph=keep_graph)
+        idx, logits, avg_loss = self._run.propose(keep_graph=keep_graph)
+        data = self._run.data
+        extras = None if data.extras_train_host is None else data.extras_train_host[idx]
         if not (math.isfinite(avg_loss) and np.isfinite(logits).all()):
             # The student has diverged. Its features mean nothing, but the last observation must
             # still lie in the observation space: report a uniform guess and the largest loss.
@@ -271,7 +278,9 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             logits = np.zeros_like(logits)
             avg_loss = float(np.finfo(np.float32).max)
         progress = min(self.clock / self.max_iters, 1.0)
-        return build_features(logits, labels, progress, avg_loss, self._best_dev)
+        return build_features(
+            logits, data.y_train_host[idx], progress, avg_loss, self._best_dev, extras
+        )
 
     def _info(self) -> dict[str, Any]:
         run = self._run

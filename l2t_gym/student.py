@@ -111,8 +111,8 @@ class StudentRun:
     def propose(self, keep_graph: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
         """Draw the next candidate batch and run the student on it.
 
-        Returns the candidates' labels and logits on the host and the average training loss so
-        far, all in one device-to-host transfer.
+        Returns the candidates' indices into the training set and their logits on the host, and
+        the average training loss so far, all in one device-to-host transfer.
         """
         idx = self._next_indices()
         x, y = self._batch(idx)
@@ -127,7 +127,7 @@ class StudentRun:
         self._restore(before)
         self._candidate = _Candidate(idx, y, logits if keep_graph else None, after)
         host_logits, loss_sum = self._to_host(logits.detach())
-        return self.data.y_train_host[idx], host_logits, self._average_loss(loss_sum)
+        return idx, host_logits, self._average_loss(loss_sum)
 
     def offer(self, keep: np.ndarray, n_kept: int | None = None) -> bool:
         """Hand over the teacher's keep mask (``n_kept`` of its entries true, if the caller has

@@ -25,6 +25,8 @@ class TaskSpec:
     weight_decay: float
     augment: bool
     why: str
+    #: Names of the task's per-instance data features (observation columns after the labels).
+    extra_names: tuple[str, ...] = ()
 
 
 TASKS: dict[str, TaskSpec] = {

@@ -31,8 +31,9 @@ __all__ = [
 class DeviceData:
     """One dataset on one device, shared read-only by every env of the task in this process.
 
-    ``y_train_host`` mirrors the training labels on the host: the observation's label one-hot is
-    built there, so no label ever travels back from the device.
+    ``y_train_host`` (and ``extras_train_host``, the task's per-instance data features) mirror
+    the training set on the host: the observation's data features are built there, so nothing
+    but the logits travels back from the device.
     """
 
     x_train: torch.Tensor
@@ -41,6 +42,8 @@ class DeviceData:
     y_test: torch.Tensor
     y_train_host: np.ndarray
     num_classes: int
+    extras_train_host: np.ndarray | None = None
+    extra_names: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -85,6 +88,10 @@ def _to_device(raw: RawData, device: torch.device) -> DeviceData:
         y_test=raw.y_test.to(device),
         y_train_host=raw.y_train.numpy().copy(),
         num_classes=raw.num_classes,
+        extras_train_host=(
+            None if raw.extras_train is None else raw.extras_train.float().numpy().copy()
+        ),
+        extra_names=tuple(raw.extra_names),
     )
 
 

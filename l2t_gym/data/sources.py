@@ -27,6 +27,10 @@ class RawData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    #: Per-instance data features the teacher sees after the label one-hot (e.g. normalised
+    #: review length), float32 (N, len(extra_names)); None when the task has none.
+    extras_train: torch.Tensor | None = None
+    extra_names: tuple[str, ...] = ()
 
     @classmethod
     def from_arrays(
@@ -37,9 +41,9 @@ class RawData:
         y_test: np.ndarray | torch.Tensor,
         num_classes: int,
     ) -> RawData:
-        """Check and convert arrays: inputs to float32 (already normalised as the student
-        expects), labels to int64 in [0, num_classes)."""
-        xs = [torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in (x_train, x_test)]
+        """Check and convert arrays: float inputs to float32 (already normalised as the student
+        expects), integer inputs (token ids) to int64, labels to int64 in [0, num_classes)."""
+        xs = [_as_input(x) for x in (x_train, x_test)]
         ys = [torch.as_tensor(np.asarray(y)).long() for y in (y_train, y_test)]
         for name, x, y in (("train", xs[0], ys[0]), ("test", xs[1], ys[1])):
             if y.dim() != 1 or x.dim() < 2 or len(x) != len(y) or len(y) == 0:
@@ -58,6 +62,11 @@ class RawData:
                 f"vs {tuple(xs[1].shape[1:])}"
             )
         return cls(xs[0].contiguous(), ys[0], xs[1].contiguous(), ys[1], int(num_classes))
+
+
+def _as_input(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x))
+    return t.long() if not (t.is_floating_point() or t.is_complex()) else t.float()
 
 
 class DatasetNotFoundError(FileNotFoundError):
