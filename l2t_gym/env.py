@@ -72,7 +72,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Arguments
 
-    ``task`` ("digits", "mnist", "cifar10") picks the dataset and the defaults every other
+    ``task`` ("digits", "mnist", "cifar10", "imdb") picks the dataset and the defaults every other
     argument falls back to when None (see ``l2t_gym.tasks.TASKS``):
 
     * ``tau``, ``max_iters`` (T'), ``batch_size`` (M), ``eval_every``: the episode;
@@ -194,7 +194,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         init_seed, order_seed, aug_seed = (int(s) for s in self.np_random.integers(2**62, size=3))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            model = self._make_student(data.input_shape, data.num_classes)
+            model = self._make_student(data.input_shape, data.num_classes, data.vocab_size)
         model = model.to(self.device)
         optimizer = build_optimizer(
             self.optimizer,
@@ -328,7 +328,9 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"expected {expected}, got values {np.unique(a[~valid])[:5]}")
         return a != 0
 
-    def _make_student(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def _make_student(
+        self, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
+    ) -> nn.Module:
         if callable(self.student):
             model = self.student()
             if not isinstance(model, nn.Module):
@@ -336,7 +338,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
                     f"student callable must return an nn.Module, got {type(model).__name__}"
                 )
             return model
-        return build_student(self.student, input_shape, num_classes)
+        return build_student(self.student, input_shape, num_classes, vocab_size=vocab_size)
 
     def _check_arguments(self) -> None:
         if not 0.0 < self.tau <= 1.0:

@@ -14,10 +14,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import torchvision.datasets.cifar
-from fabricate import Fabricated, file_exists_only, write_cifar10, write_mnist
+from fabricate import (
+    Fabricated,
+    FabricatedText,
+    file_exists_only,
+    write_cifar10,
+    write_imdb,
+    write_mnist,
+)
 
 from l2t_gym.data import clear_cache
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread() -> Iterator[None]:
+    """Every test on one torch thread: small students run several times faster on one, and a
+    test's float results must not depend on what an earlier test (the CLI sets one thread) did."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -65,8 +83,10 @@ def cifar_root(cifar_files: Fabricated, cifar_md5_patch: None, clean_data_cache:
 
 @pytest.fixture(scope="session")
 def vision_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fabricated]:
-    """Both fabricated sets under one root, as a real data folder would hold them."""
+    """The fabricated sets under one root, as a real data folder would hold them (the IMDB tree
+    too, so that every registered id can load from it)."""
     root = tmp_path_factory.mktemp("vision_data")
+    write_imdb(root)
     return {"mnist": write_mnist(root), "cifar10": write_cifar10(root)}
 
 
@@ -82,3 +102,16 @@ def fabricated_data_root(
     root = vision_files["mnist"].root
     monkeypatch.setenv("L2T_DATA", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def imdb_files(tmp_path_factory: pytest.TempPathFactory) -> FabricatedText:
+    """A trivially separable aclImdb tree ("great" vs "awful"), 200 training and 40 test
+    reviews, written once per session; tests that damage files write their own."""
+    return write_imdb(tmp_path_factory.mktemp("imdb_data"))
+
+
+@pytest.fixture
+def imdb_root(imdb_files: FabricatedText, clean_data_cache: None) -> Path:
+    """Data root holding the fabricated ``aclImdb`` tree; the dataset cache is cleared after."""
+    return imdb_files.root

@@ -143,3 +143,77 @@ def write_cifar10(
 def file_exists_only(fpath: str | os.PathLike, md5: str | None = None) -> bool:
     """Stand-in for torchvision's ``check_integrity`` that skips the md5 comparison."""
     return os.path.isfile(fpath)
+
+
+# -- IMDB ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FabricatedText:
+    """A written aclImdb tree: the data root and the (text, label) reviews of each split, in
+    the order the loader reads them (negatives, then positives, each by file id)."""
+
+    root: Path
+    train: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+
+
+def write_review_tree(
+    root: Path,
+    train: list[tuple[str, int]],
+    test: list[tuple[str, int]],
+    unsup: tuple[str, ...] = (),
+) -> Path:
+    """Write ``<root>/aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` (label 1 = pos) as the
+    official archive lays them out, plus ``train/unsup/<id>_0.txt`` files, which the loader must
+    ignore. Ids count from 0 within each folder, as in the archive. Returns the aclImdb folder."""
+    folder = Path(root) / "aclImdb"
+    for split, reviews in (("train", train), ("test", test)):
+        counters = {0: 0, 1: 0}
+        for sub in ("pos", "neg"):
+            (folder / split / sub).mkdir(parents=True, exist_ok=True)
+        for text, label in reviews:
+            k = counters[label]
+            counters[label] += 1
+            rating = 7 + k % 4 if label else 1 + k % 4
+            name = f"{k}_{rating}.txt"
+            (folder / split / ("pos" if label else "neg") / name).write_text(text, "utf-8")
+    if unsup:
+        (folder / "train" / "unsup").mkdir(parents=True, exist_ok=True)
+        for k, text in enumerate(unsup):
+            (folder / "train" / "unsup" / f"{k}_0.txt").write_text(text, "utf-8")
+    return folder
+
+
+# Neutral words every review draws from; the sentiment sits in one word per class.
+_FILLER_TEXT = (
+    "the movie film plot actor scene story it was and a of to this that i saw "
+    "director music camera ending character time watch don't it's"
+)
+_FILLER = _FILLER_TEXT.split()
+
+
+def separable_reviews(n: int, rng: np.random.Generator) -> list[tuple[str, int]]:
+    """``n`` reviews, classes alternating: filler words with "great" (positive) or "awful"
+    (negative) at one to three random places, HTML line breaks and mixed case."""
+    reviews = []
+    for k in range(n):
+        label = k % 2
+        words = list(rng.choice(_FILLER, size=int(rng.integers(5, 40))))
+        for _ in range(int(rng.integers(1, 4))):
+            words.insert(int(rng.integers(0, len(words) + 1)), "Great" if label else "awful")
+        cut = int(rng.integers(1, len(words)))
+        text = " ".join(words[:cut]) + ".<br /><br />" + " ".join(words[cut:]) + "!"
+        reviews.append((text, label))
+    return reviews
+
+
+def write_imdb(root: Path, n_train: int = 200, n_test: int = 40, seed: int = 0) -> FabricatedText:
+    """A trivially separable aclImdb tree (see :func:`separable_reviews`), classes balanced."""
+    rng = np.random.default_rng(seed)
+    train, test = separable_reviews(n_train, rng), separable_reviews(n_test, rng)
+    write_review_tree(root, train, test, unsup=("an unlabelled review, never read",))
+    return FabricatedText(Path(root), _by_label(train), _by_label(test))
+
+
+def _by_label(reviews: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    # The loader's order: the neg folder, then pos, each by id (= order of writing here).
+    return [r for r in reviews if r[1] == 0] + [r for r in reviews if r[1] == 1]

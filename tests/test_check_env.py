@@ -18,6 +18,7 @@ SMALL = {
     "L2T-Digits-v0": {},
     "L2T-MNIST-v0": {"batch_size": 10},
     "L2T-CIFAR10-v0": {"batch_size": 6},
+    "L2T-IMDB-v0": {"batch_size": 8},
 }
 
 

@@ -44,6 +44,9 @@ class DeviceData:
     num_classes: int
     extras_train_host: np.ndarray | None = None
     extra_names: tuple[str, ...] = ()
+    #: Token ids the inputs may hold (padding included): the student's embedding size. The
+    #: loader's vocabulary, or for integer arrays passed in without one, their largest id + 1.
+    vocab_size: int | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -92,7 +95,15 @@ def _to_device(raw: RawData, device: torch.device) -> DeviceData:
             None if raw.extras_train is None else raw.extras_train.float().numpy().copy()
         ),
         extra_names=tuple(raw.extra_names),
+        vocab_size=raw.vocab_size if raw.vocab_size is not None else _largest_id(raw),
     )
+
+
+def _largest_id(raw: RawData) -> int | None:
+    # Over both splits: an id seen only in the test set must still have an embedding row.
+    if raw.x_train.is_floating_point():
+        return None
+    return int(max(raw.x_train.max(), raw.x_test.max())) + 1
 
 
 def clear_cache() -> None:

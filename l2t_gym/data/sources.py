@@ -31,6 +31,8 @@ class RawData:
     #: review length), float32 (N, len(extra_names)); None when the task has none.
     extras_train: torch.Tensor | None = None
     extra_names: tuple[str, ...] = ()
+    #: Number of token ids (padding and unknown included) for text inputs; None for images.
+    vocab_size: int | None = None
 
     @classmethod
     def from_arrays(
@@ -114,10 +116,17 @@ def _vision_loaders() -> dict[str, Callable[[Path, bool], RawData]]:
 
 
 def load_raw(name: str, root: Path | None, download: bool) -> RawData:
-    """Load dataset ``name`` ("digits", "mnist", "cifar10") from ``root`` (None: default_root())."""
+    """Load dataset ``name`` ("digits", "mnist", "cifar10", "imdb") from ``root`` (None:
+    default_root())."""
     if name == "digits":
         return load_digits()
+    if name == "imdb":
+        from l2t_gym.data.imdb import load_imdb  # lazily: only the text task needs it
+
+        return load_imdb(Path(root) if root is not None else default_root(), download)
     loaders = _vision_loaders()
     if name not in loaders:
-        raise ValueError(f"unknown dataset {name!r}; expected one of digits, {', '.join(loaders)}")
+        raise ValueError(
+            f"unknown dataset {name!r}; expected one of digits, imdb, {', '.join(loaders)}"
+        )
     return loaders[name](Path(root) if root is not None else default_root(), download)

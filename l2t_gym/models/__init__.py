@@ -1,4 +1,5 @@
-"""Student architectures, built by name: the paper's MNIST MLP and the CIFAR ResNets."""
+"""Student architectures, built by name: the paper's MNIST MLP, the CIFAR ResNets and the IMDB
+LSTM."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import torch
 from torch import nn
 
+from l2t_gym.models.lstm import LSTMClassifier
 from l2t_gym.models.mlp import MLP
 from l2t_gym.models.resnet import CifarResNet
 
@@ -14,6 +16,7 @@ __all__ = [
     "MLP",
     "STUDENT_NAMES",
     "CifarResNet",
+    "LSTMClassifier",
     "build_student",
     "check_student_name",
     "has_batchnorm",
@@ -29,9 +32,11 @@ RESNET_DEPTHS: dict[str, int] = {
 
 #: Names :func:`build_student` accepts. ``mlp-<w>[-<w>...]`` is a pattern: positive hidden widths
 #: joined by dashes, e.g. ``mlp-500`` (the paper's MNIST 784-500-10) or ``mlp-64-32``.
-STUDENT_NAMES: tuple[str, ...] = ("mlp-<w>[-<w>...]", *RESNET_DEPTHS)
+#: ``lstm-<emb>-<hidden>`` is one too: word vectors of width emb, an LSTM of width hidden.
+STUDENT_NAMES: tuple[str, ...] = ("mlp-<w>[-<w>...]", "lstm-<emb>-<hidden>", *RESNET_DEPTHS)
 
 _MLP_NAME = re.compile(r"mlp((?:-[1-9][0-9]*)+)")
+_LSTM_NAME = re.compile(r"lstm-([1-9][0-9]*)-([1-9][0-9]*)")
 
 
 def _mlp_widths(name: object) -> list[int] | None:
@@ -41,11 +46,13 @@ def _mlp_widths(name: object) -> list[int] | None:
 
 def check_student_name(name: str) -> None:
     """Raise a ValueError listing the accepted names unless ``name`` is one; build nothing."""
-    if isinstance(name, str) and (name in RESNET_DEPTHS or _mlp_widths(name) is not None):
+    if isinstance(name, str) and (
+        name in RESNET_DEPTHS or _mlp_widths(name) is not None or _LSTM_NAME.fullmatch(name)
+    ):
         return
     raise ValueError(
         f"unknown student {name!r}; expected one of {', '.join(STUDENT_NAMES)}"
-        " (mlp widths are positive integers, e.g. 'mlp-500' or 'mlp-64-32')"
+        " (widths are positive integers, e.g. 'mlp-500', 'mlp-64-32' or 'lstm-64-64')"
     )
 
 
@@ -55,6 +62,7 @@ def build_student(
     num_classes: int,
     *,
     generator: torch.Generator | None = None,
+    vocab_size: int | None = None,
 ) -> nn.Module:
     """Build a freshly initialised student network on the CPU.
 
@@ -64,6 +72,8 @@ def build_student(
         num_classes: number of output logits.
         generator: CPU generator for the initial weights, so a seeded run is reproducible; the
             global RNG when ``None``.
+        vocab_size: number of token ids (padding included); LSTMs need it, and read inputs of
+            shape ``(max_len,)``. Other students ignore it.
 
     Raises:
         ValueError: for an unknown or malformed name, or an input shape the model cannot take.
@@ -74,6 +84,17 @@ def build_student(
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"input_shape must be non-empty and positive, got {input_shape}")
+    lstm = _LSTM_NAME.fullmatch(name)
+    if lstm is not None:
+        if len(shape) != 1:
+            raise ValueError(f"{name} reads token ids of shape (max_len,), got {input_shape}")
+        if vocab_size is None or vocab_size < 2:
+            raise ValueError(
+                f"{name} needs vocab_size (token ids, padding included, at least 2), got "
+                f"{vocab_size}; the env passes the dataset's"
+            )
+        embed, width = (int(g) for g in lstm.groups())
+        return LSTMClassifier(int(vocab_size), embed, width, num_classes, generator=generator)
     hidden = _mlp_widths(name)
     if hidden is not None:
         return MLP(shape, hidden, num_classes, generator=generator)
