@@ -45,7 +45,7 @@ def demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     env_kwargs = {"device": args.device}
     teacher, trainer = _train(
-        "L2T-Digits-v0", env_kwargs, out, _config(args), resume=False, quiet=args.quiet
+        "L2T-Digits-v0", env_kwargs, out, _config(args), False, args.quiet, args.vector
     )
     print(f"trained teacher saved to {out / TEACHER_FILE}")
     _compare(
@@ -62,7 +62,15 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    _train(args.env_id, _env_kwargs(args), Path(args.out), _config(args), args.resume, args.quiet)
+    _train(
+        args.env_id,
+        _env_kwargs(args),
+        Path(args.out),
+        _config(args),
+        args.resume,
+        args.quiet,
+        args.vector,
+    )
     print(f"teacher saved to {Path(args.out) / TEACHER_FILE}")
     return 0
 
@@ -94,8 +102,24 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
 
 
 # -- the work ------------------------------------------------------------------------------------
-def _train(env_id, env_kwargs, out: Path, config: ReinforceConfig, resume: bool, quiet: bool):
-    env = gym.make(env_id, split="teacher", **env_kwargs)
+def _train(
+    env_id,
+    env_kwargs,
+    out: Path,
+    config: ReinforceConfig,
+    resume: bool,
+    quiet: bool,
+    vector: bool = False,
+):
+    if vector:
+        # The students of one update train side by side in one native vector env.
+        env = gym.make_vec(
+            env_id, num_envs=config.students_per_update, split="teacher", **env_kwargs
+        )
+        task = env.template.task
+    else:
+        env = gym.make(env_id, split="teacher", **env_kwargs)
+        task = env.unwrapped.task
     teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=config.seed)
     trainer = ReinforceTrainer(
         env,
@@ -129,7 +153,7 @@ def _train(env_id, env_kwargs, out: Path, config: ReinforceConfig, resume: bool,
     history = trainer.train(callback=on_episode)
     bar.close()
     out.mkdir(parents=True, exist_ok=True)
-    teacher.save(out / TEACHER_FILE, task=env.unwrapped.task)
+    teacher.save(out / TEACHER_FILE, task=task)
     (out / "training.json").write_text(json.dumps(history, indent=1))
     last = history[-min(len(history), 20) :]
     print(
@@ -223,6 +247,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--students-per-update", type=int, default=4)
         sp.add_argument("--lr", type=float, default=0.03, help="Adam's learning rate")
         sp.add_argument("--baseline-momentum", type=float, default=0.9)
+        sp.add_argument(
+            "--vector",
+            action="store_true",
+            help="train the students of an update side by side in one native vector env",
+        )
         sp.add_argument(
             "--patience",
             type=int,

@@ -49,15 +49,16 @@ def feature_bounds(num_classes: int, n_extras: int = 0) -> tuple[np.ndarray, np.
 def build_features(
     logits: np.ndarray,
     labels: np.ndarray,
-    iteration: float,
-    avg_train_loss: float,
-    best_dev_accuracy: float,
+    iteration: float | np.ndarray,
+    avg_train_loss: float | np.ndarray,
+    best_dev_accuracy: float | np.ndarray,
     extras: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the float32 (M, d) observation for one candidate batch.
 
     ``logits`` (M, C) are the student's outputs on the batch, ``labels`` (M,) the true classes,
-    ``extras`` (M, k) the task's data features, if any.
+    ``extras`` (M, k) the task's data features, if any. The three model features are scalars,
+    or arrays of shape (M,) when the rows come from several students at once.
     """
     m, c = logits.shape
     k = 0 if extras is None else extras.shape[1]
@@ -67,7 +68,9 @@ def build_features(
     if k:
         out[:, c : c + k] = extras
     base = c + k
-    out[:, base : base + 3] = (iteration, avg_train_loss, best_dev_accuracy)
+    out[:, base] = iteration
+    out[:, base + 1] = avg_train_loss
+    out[:, base + 2] = best_dev_accuracy
 
     # Softmax and -log p_y from the shifted logits: the loss stays finite (and exact) even where
     # p_y underflows to 0 in float32.

@@ -135,3 +135,31 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
     )
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["train", "L2T-Digits-v0", "--env-arg", "tau", "--out", str(tmp_path)]) == 2
+
+
+def test_train_side_by_side(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "L2T-Digits-v0",
+                "--vector",
+                "--students-per-update",
+                "2",
+                "--episodes",
+                "4",
+                "--checkpoint-every",
+                "0",
+                "--out",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--env-arg",
+                "max_iters=30",
+            ]
+        )
+        == 0
+    )
+    history = json.loads((tmp_path / "training.json").read_text())
+    assert [r["episode"] for r in history] == [0, 1, 2, 3]

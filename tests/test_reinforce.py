@@ -117,3 +117,37 @@ def test_bad_config(bad):
     with pytest.raises(ValueError):
         ReinforceConfig(**bad)
     assert math.isfinite(ReinforceConfig().lr)
+
+
+def test_side_by_side_students_equal_sequential_ones():
+    from l2t_gym import L2TEnv
+    from l2t_gym.vector import L2TVectorEnv
+
+    kwargs = {"device": "cpu", "split": "teacher", "max_iters": 30}
+    config = ReinforceConfig(episodes=5, students_per_update=2, lr=0.05, seed=3)
+    runs = []
+    for env in (L2TEnv("digits", **kwargs), L2TVectorEnv(2, "digits", **kwargs)):
+        teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=0)
+        history = ReinforceTrainer(env, teacher, config).train()
+        runs.append((history, [p.detach().clone() for p in teacher.policy.parameters()]))
+    (seq, seq_params), (vec, vec_params) = runs
+    assert [r["episode"] for r in vec] == list(range(5))  # the short last update: one student
+    for a, b in zip(seq, vec, strict=True):
+        assert (a["iterations"], a["teacher_steps"], a["reached_tau"]) == (
+            b["iterations"],
+            b["teacher_steps"],
+            b["reached_tau"],
+        )
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-9)
+    for a, b in zip(seq_params, vec_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_vector_env_must_match_students_per_update():
+    from l2t_gym.vector import L2TVectorEnv
+
+    env = L2TVectorEnv(3, "digits", device="cpu")
+    with pytest.raises(ValueError, match="students_per_update=3"):
+        ReinforceTrainer(
+            env, BernoulliTeacher(env.feature_names, seed=0), ReinforceConfig(students_per_update=2)
+        )

@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from l2t_gym.teachers.base import teacher_generator
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 
 
@@ -76,6 +77,11 @@ def episode_seed(seed: int, episode: int) -> int:
 class ReinforceTrainer:
     """Trains a :class:`BernoulliTeacher` by REINFORCE on an env (its teacher fold).
 
+    ``env`` is one env, or a vector env (``gym.make_vec``, the native :class:`L2TVectorEnv`)
+    whose ``num_envs`` equals ``students_per_update``: then the students of an update train
+    side by side, each with the seed and sampling stream it would have had alone, so the run
+    equals the sequential one to float tolerance.
+
     ``callback(record)`` is called after every episode with a dict of what happened (episode,
     reward, iterations, reached_tau, keep ratio, baseline). Checkpoints hold the policy, the
     optimiser, the baseline and the history as plain tensors and numbers, read back with
@@ -91,6 +97,12 @@ class ReinforceTrainer:
     ) -> None:
         self.env, self.teacher, self.config = env, teacher, config
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.num_envs = getattr(env, "num_envs", None)
+        if self.num_envs is not None and self.num_envs != config.students_per_update:
+            raise ValueError(
+                f"a vector env of {self.num_envs} students needs students_per_update="
+                f"{self.num_envs}, got {config.students_per_update}"
+            )
         if config.checkpoint_every and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs a checkpoint_dir")
         self.optimizer = torch.optim.Adam(teacher.policy.parameters(), lr=config.lr)
@@ -130,16 +142,55 @@ class ReinforceTrainer:
         }
         return log_prob, record
 
+    def run_episodes(self, first: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
+        """Episodes first .. first+n-1, one after the other or side by side in a vector env."""
+        if self.num_envs is None:
+            pairs = [self.run_episode(first + k) for k in range(n)]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+        return self._run_side_by_side(first, n)
+
+    def _run_side_by_side(self, first: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
+        env, teacher = self.env, self.teacher
+        seeds = [episode_seed(self.config.seed, first + k) for k in range(self.num_envs)]
+        teacher.reset(env.feature_names, seed=seeds[0])  # checks the layout
+        rngs = [teacher_generator(s) for s in seeds]  # what teacher.reset(seed=s) would draw
+        obs, _ = env.reset(seed=seeds)
+        running = np.zeros(self.num_envs, dtype=bool)
+        running[:n] = True  # a short last update leaves the other students idle
+        observations = [[] for _ in seeds]
+        actions = [[] for _ in seeds]
+        records: list[dict | None] = [None] * n
+        while running.any():
+            with torch.no_grad():
+                p = torch.sigmoid(teacher.logits(obs)).numpy()
+            keep = np.zeros(p.shape, dtype=bool)
+            for i in np.flatnonzero(running):
+                keep[i] = rngs[i].random(p.shape[1]) < p[i]
+                observations[i].append(obs[i])
+                actions[i].append(keep[i])
+            obs, reward, terminated, truncated, info = env.step(keep)
+            for i in np.flatnonzero(running & (terminated | truncated)):
+                running[i] = False
+                records[i] = {
+                    "episode": int(first + i),
+                    "reward": float(reward[i]),
+                    "iterations": int(info["iteration"][i]),
+                    "teacher_steps": int(info["teacher_step"][i]),
+                    "reached_tau": bool(info["reached_tau"][i]),
+                    "keep_ratio": float(np.mean(actions[i])),
+                }
+        log_probs = [
+            teacher.log_prob(np.stack(observations[i]), np.stack(actions[i])).sum()
+            for i in range(n)
+        ]
+        return log_probs, records
+
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
         """Run until the episode budget is spent or the reward plateaus; returns the history."""
         cfg = self.config
         while self.episodes_done < cfg.episodes and not self.stopped_early:
             n = min(cfg.students_per_update, cfg.episodes - self.episodes_done)
-            log_probs, records = [], []
-            for k in range(n):
-                log_prob, record = self.run_episode(self.episodes_done + k)
-                log_probs.append(log_prob)
-                records.append(record)
+            log_probs, records = self.run_episodes(self.episodes_done, n)
             rewards = torch.tensor([r["reward"] for r in records])
             if self.baseline is None:
                 self.baseline = float(rewards.mean())
