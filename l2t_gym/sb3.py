@@ -10,6 +10,7 @@ candidates and works for any M.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, Literal
@@ -17,11 +18,14 @@ from typing import Any, Literal
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.distributions import BernoulliDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
+
+from l2t_gym.teachers.base import Teacher
 
 __all__ = ["InstancePolicy", "InstanceRows", "InstanceNets"]
 
@@ -235,6 +239,42 @@ class InstancePolicy(ActorCriticPolicy):
     def keep_logits(self, obs: th.Tensor) -> th.Tensor:
         """Keep logits (batch, M) for observations (batch, M, d), any M."""
         return self.get_distribution(obs).distribution.logits
+
+
+class InstanceTeacher(Teacher):
+    """A trained ``InstancePolicy`` model (PPO, A2C, ...) as an l2t-gym :class:`Teacher`, so it
+    runs wherever the package's teachers run (``run_episode``, ``l2t_gym.evaluation``).
+
+    Keep decisions are drawn from the policy's Bernoulli probabilities with the teacher's own
+    generator, seeded by ``reset(seed=...)``: reruns repeat without touching torch's global RNG
+    (which SB3's own ``predict`` samples from). ``deterministic=True`` keeps p > 0.5 and warns,
+    once per episode, when that drops every candidate.
+    """
+
+    def __init__(self, model: BaseAlgorithm, deterministic: bool = False) -> None:
+        if not isinstance(model.policy, InstancePolicy):
+            raise ValueError(f"expected a model with an InstancePolicy, got {type(model.policy)}")
+        super().__init__()
+        self.model, self.deterministic = model, bool(deterministic)
+        self._warned = False
+
+    def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
+        super().reset(feature_names, seed=seed)
+        self._warned = False
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        rows = self._rows(obs)
+        policy = self.model.policy
+        with th.no_grad():
+            x = th.as_tensor(rows, dtype=th.float32, device=policy.device)[None]
+            p = th.sigmoid(policy.keep_logits(x))[0].cpu().numpy()
+        if not self.deterministic:
+            return self.rng.random(len(p)) < p
+        keep = p > 0.5
+        if not keep.any() and not self._warned:
+            self._warned = True
+            warnings.warn("InstanceTeacher (deterministic) drops every candidate", stacklevel=2)
+        return keep
 
 
 def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:

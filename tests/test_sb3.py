@@ -211,3 +211,22 @@ def test_rejects_bad_init_keep():
     obs_space, act_space = spaces.Box(-1, 1, (8, 3)), spaces.MultiBinary(8)
     with pytest.raises(ValueError, match="init_keep"):
         InstancePolicy(obs_space, act_space, lambda _: 1e-3, init_keep=1.0)
+
+
+def test_instance_teacher_samples_from_its_own_seeded_stream():
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from l2t_gym.sb3 import InstanceTeacher
+    from l2t_gym.teachers import run_episode
+
+    env = SyntheticTeachingEnv()
+    model = PPO(InstancePolicy, env, policy_kwargs={"init_keep": 0.7}, seed=0, device="cpu")
+    teacher = InstanceTeacher(model)
+    a = run_episode(env, teacher, seed=5)
+    th.manual_seed(123)  # the global generator must not matter
+    b = run_episode(env, teacher, seed=5)
+    assert (a.teacher_steps, a.kept_instances) == (b.teacher_steps, b.kept_instances)
+    assert 0.6 < a.kept_ratio < 0.8
+    flat = PPO(ActorCriticPolicy, gym.wrappers.FlattenObservation(env), device="cpu")
+    with pytest.raises(ValueError, match="InstancePolicy"):
+        InstanceTeacher(flat)
