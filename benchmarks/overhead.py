@@ -47,7 +47,12 @@ class BareLoop:
         dev = torch.from_numpy(fold.dev).to(env.device)
         self.dev_x, self.dev_y = self.data.x_train[dev], self.data.y_train[dev]
         torch.manual_seed(seed)
-        self.model = build_student(env.student, self.data.input_shape, self.data.num_classes)
+        self.model = build_student(
+            env.student,
+            self.data.input_shape,
+            self.data.num_classes,
+            vocab_size=self.data.vocab_size,
+        )
         self.model.to(env.device).train()
         self.opt = build_optimizer(
             env.optimizer,

@@ -92,10 +92,14 @@ def main() -> None:
         env_t, bare_t = measure(env, BareLoop(env, 0), blocks, args.repeats, sync)
         ratio = statistics.median(env_t) / statistics.median(bare_t)
         print(f"\n{task} ({what}), student {env.student}, M={m}, eval every {env.eval_every}")
-        print(f"  single env: {single:.1f} teacher steps/s = student iterations/s (keep-all); "
-              f"env / bare loop {ratio:.3f}x")
-        print(f"  {'N':>4} {'teacher steps/s':>16} {'x single':>9} {'host MB/student':>16}"
-              + (f" {'GPU MB/student':>15}" if cuda else ""))
+        print(
+            f"  single env: {single:.1f} teacher steps/s = student iterations/s (keep-all); "
+            f"env / bare loop {ratio:.3f}x"
+        )
+        print(
+            f"  {'N':>4} {'teacher steps/s':>16} {'x single':>9} {'host MB/student':>16}"
+            + (f" {'GPU MB/student':>15}" if cuda else "")
+        )
         for n in args.sizes:
             before = resident_mb()
             if cuda:
@@ -103,22 +107,37 @@ def main() -> None:
                 base_mem = torch.cuda.memory_allocated()
             venv = L2TVectorEnv(n, task, **common)
             venv.reset(seed=0)
-            rate = n * steps_per_second(venv, np.ones((n, m), dtype=bool),
-                                        max(5, args.steps // n), sync)
+            rate = n * steps_per_second(
+                venv, np.ones((n, m), dtype=bool), max(5, args.steps // n), sync
+            )
             host = (resident_mb() - before) / n
             gpu = (torch.cuda.max_memory_allocated() - base_mem) / 2**20 / n if cuda else None
             rows.append((task, what, n, rate, rate / single, single, ratio, host, gpu))
-            print(f"  {n:>4} {rate:>16.1f} {rate / single:>9.2f} {host:>16.2f}"
-                  + (f" {gpu:>15.1f}" if cuda else ""))
+            print(
+                f"  {n:>4} {rate:>16.1f} {rate / single:>9.2f} {host:>16.2f}"
+                + (f" {gpu:>15.1f}" if cuda else "")
+            )
             venv.close()
             del venv
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "throughput.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["task", "data", "num_envs", "teacher_steps_per_s", "x_single",
-                    "single_env_steps_per_s", "env_over_bare", "host_mb_per_student",
-                    "gpu_mb_per_student", "device", "threads"])
+        w.writerow(
+            [
+                "task",
+                "data",
+                "num_envs",
+                "teacher_steps_per_s",
+                "x_single",
+                "single_env_steps_per_s",
+                "env_over_bare",
+                "host_mb_per_student",
+                "gpu_mb_per_student",
+                "device",
+                "threads",
+            ]
+        )
         w.writerows([(*r, args.device, args.threads) for r in rows])
     plot(rows, out / "throughput.png", where)
     print(f"\nwrote {out / 'throughput.csv'} and {out / 'throughput.png'}")

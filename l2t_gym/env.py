@@ -25,6 +25,8 @@ from l2t_gym.tasks import TASKS
 def _autograd_on(method):
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return method(*args, **kwargs)  # the usual case: no context to enter
         with torch.inference_mode(False), torch.enable_grad():
             return method(*args, **kwargs)
 

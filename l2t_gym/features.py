@@ -68,9 +68,12 @@ def build_features(
     if k:
         out[:, c : c + k] = extras
     base = c + k
-    out[:, base] = iteration
-    out[:, base + 1] = avg_train_loss
-    out[:, base + 2] = best_dev_accuracy
+    if isinstance(iteration, np.ndarray):  # one row per student: column by column
+        out[:, base] = iteration
+        out[:, base + 1] = avg_train_loss
+        out[:, base + 2] = best_dev_accuracy
+    else:  # one student: a single broadcast (each NumPy call costs, see the module doc)
+        out[:, base : base + 3] = (iteration, avg_train_loss, best_dev_accuracy)
 
     # Softmax and -log p_y from the shifted logits: the loss stays finite (and exact) even where
     # p_y underflows to 0 in float32.

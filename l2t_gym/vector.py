@@ -196,6 +196,9 @@ class L2TVectorEnv(VectorEnv):
         # The stateless copy that functional_call runs: its own tensors are never used.
         self._base = copy.deepcopy(models[0]).to("meta")
         self._base_modules = list(self._base.modules())
+        # Built once: students (params, buffers) batched, inputs batched or shared (dev sets).
+        self._vmapped = torch.vmap(self._one)
+        self._vmapped_shared_x = torch.vmap(self._one, in_dims=(0, 0, None))
         self._rngs = [None] * n
         self._order = [None] * n
         self._aug = [None] * n
@@ -240,11 +243,11 @@ class L2TVectorEnv(VectorEnv):
         self._dev[i] = self._best[i] = self._evaluate("dev", only=i)
         self._dev_at[i] = 0
 
-    def _forward(self, x: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
-        def one(p, b, xi):
-            return functional_call(self._base, (p, b), (xi,))
+    def _one(self, params, buffers, x):
+        return functional_call(self._base, (params, buffers), (x,))
 
-        return torch.vmap(one)(self.params, buffers, x)
+    def _forward(self, x: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._vmapped(self.params, buffers, x)
 
     def _gather(self, idx: np.ndarray, who: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         idx_t = torch.from_numpy(idx)
@@ -325,13 +328,10 @@ class L2TVectorEnv(VectorEnv):
             else {k: v[only : only + 1] for k, v in self.buffers.items()}
         )
 
-        def one(p, b, xs):
-            return functional_call(self._base, (p, b), (xs,))
-
         with torch.inference_mode():
             correct = 0
             for s in range(0, len(y), chunk):
-                logits = torch.vmap(one, in_dims=(0, 0, None))(params, buffers, x[s : s + chunk])
+                logits = self._vmapped_shared_x(params, buffers, x[s : s + chunk])
                 correct = correct + (logits.argmax(-1) == y[s : s + chunk]).sum(-1)
         for module in self._base_modules:
             module.training = True
