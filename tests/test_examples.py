@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from test_scripts import run as run_script
 
 
 def run(script: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return run_script(f"examples/{script}", *args)
 
 
 def table_row(out: str, teacher: str) -> list[str]:
