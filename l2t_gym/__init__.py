@@ -21,6 +21,10 @@ ENV_IDS = {
     "L2T-IMDB-v0": "imdb",
 }
 
+#: Tasks whose student runs under torch.func.vmap, so gym.make_vec gets the native vector env
+#: (the others fall back to Gymnasium's SyncVectorEnv: nn.LSTM has no vmap batching rule).
+VECTOR_TASKS = ("digits", "mnist", "cifar10")
+
 for _env_id, _task in ENV_IDS.items():
     if _env_id not in registry:
         # No max_episode_steps: the env truncates itself at max_teacher_steps, which scales with
@@ -28,6 +32,6 @@ for _env_id, _task in ENV_IDS.items():
         register(
             id=_env_id,
             entry_point="l2t_gym.env:L2TEnv",
-            vector_entry_point="l2t_gym.vector:L2TVectorEnv",
+            vector_entry_point="l2t_gym.vector:L2TVectorEnv" if _task in VECTOR_TASKS else None,
             kwargs={"task": _task},
         )

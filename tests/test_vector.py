@@ -164,3 +164,9 @@ def test_bad_actions_and_step_before_reset():
             envs.step(bad)
     _, _, _, _, info = envs.step(np.ones((2, 32), dtype=np.float32))
     assert (info["iteration"] == 1).all()
+
+
+def test_text_task_falls_back_to_gymnasiums_sync_vector_env():
+    # nn.LSTM has no vmap batching rule, so IMDB registers no native vector env.
+    assert gym.spec("L2T-IMDB-v0").vector_entry_point is None
+    assert gym.spec("L2T-Digits-v0").vector_entry_point is not None
