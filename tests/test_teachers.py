@@ -50,8 +50,14 @@ def started(teacher: Teacher, names=NAMES, seed: int | None = None) -> Teacher:
 
 
 # -- SelfPaced ------------------------------------------------------------------------------
-def test_spl_threshold_grows_geometrically_then_holds():
+def test_spl_admits_everything_after_the_ramp_by_default():
     spl = started(SelfPaced(start=1.0, end=3.0, ramp=0.5))
+    assert spl.threshold(0.49) < 3 * LN10 and spl.threshold(0.5) == math.inf
+    assert spl.act(observation([0.1, 50.0, 1e6], progress=0.6)).all()
+
+
+def test_spl_threshold_grows_geometrically_then_holds():
+    spl = started(SelfPaced(start=1.0, end=3.0, ramp=0.5, admit_all=False))
     assert spl.threshold(0.0) == pytest.approx(LN10)
     assert spl.threshold(0.25) == pytest.approx(LN10 * math.sqrt(3.0))
     assert spl.threshold(0.5) == pytest.approx(3 * LN10)
@@ -63,11 +69,12 @@ def test_spl_threshold_grows_geometrically_then_holds():
 def test_spl_default_schedule_opens_up_by_ramp():
     spl = started(SelfPaced())
     assert spl.threshold(0.0) == pytest.approx(LN10)  # beats a uniform guess
-    assert spl.threshold(0.3) == pytest.approx(10 * LN10) == spl.threshold(0.9)
+    assert spl.threshold(0.299) == pytest.approx(10 * LN10, rel=0.01)
+    assert spl.threshold(0.3) == math.inf == spl.threshold(0.9)
 
 
 def test_spl_keeps_losses_below_the_growing_threshold():
-    spl = started(SelfPaced(start=1.0, end=3.0, ramp=0.5))
+    spl = started(SelfPaced(start=1.0, end=3.0, ramp=0.5, admit_all=False))
     losses = [0.5, 2.0, 2.5, 4.0, 8.0]  # thresholds: 2.30 at t=0, 3.99 at 0.25, 6.91 from 0.5
     assert spl.act(observation(losses, 0.0)).tolist() == [True, True, False, False, False]
     assert spl.act(observation(losses, 0.25)).tolist() == [True, True, True, False, False]

@@ -51,9 +51,12 @@ class SelfPaced(Teacher):
     with training progress t = the ``iteration`` feature (clock / T', in [0, 1]), so the student
     starts on the instances it already finds easy and harder ones enter progressively.
 
-    Schedule: geometric from ``start`` to ``end`` over the first ``ramp`` of training, flat after::
+    Schedule: geometric from ``start`` to ``end`` over the first ``ramp`` of training::
 
-        lambda(t) = ln C * start * (end / start) ** min(t / ramp, 1)
+        lambda(t) = ln C * start * (end / start) ** (t / ramp)      for t < ramp
+
+    and from t = ``ramp`` on every instance is admitted (lambda = inf), SPL's last round
+    (``admit_all=False`` holds lambda at ``end`` instead).
 
     Thresholds are in units of ln C, the loss of a uniform guess over the C classes (C is counted
     from the ``label_*`` columns), so the defaults suit any task. Geometric growth mirrors SPL's
@@ -66,6 +69,9 @@ class SelfPaced(Teacher):
       run has. A threshold that stays near ln C is a trap: a fresh student that gets a whole
       class wrong never sees it, and while it learns the other classes that class's losses
       grow past any modest threshold. With ``end = 3`` most Digits episodes never reached tau.
+      No multiple of ln C is safe for two classes, though: on IMDB (C = 2) a fresh student that
+      favours one class pushes the other's losses to ~15 > 10 ln 2, and with the threshold held
+      at ``end`` none of 10 students ever reached tau; hence ``admit_all``.
     * ``ramp = 0.3``: with the tasks' defaults keep-all reaches tau in 35-45% of T', so the
       curriculum opens up within the time a plain student needs. (On Digits, 20 seeds per fold:
       SPL reached tau in every episode, at a median 67-68 iterations against keep-all's 42-45,
@@ -86,10 +92,17 @@ class SelfPaced(Teacher):
         Fraction of T' over which the threshold grows, in (0, 1].
     min_keep:
         Instances kept per batch regardless of the threshold (capped at M), >= 0.
+    admit_all:
+        Admit every instance once the ramp is over (default), or hold the threshold at ``end``.
     """
 
     def __init__(
-        self, start: float = 1.0, end: float = 10.0, ramp: float = 0.3, min_keep: int = 1
+        self,
+        start: float = 1.0,
+        end: float = 10.0,
+        ramp: float = 0.3,
+        min_keep: int = 1,
+        admit_all: bool = True,
     ) -> None:
         start, end, ramp = float(start), float(end), float(ramp)
         if not (math.isfinite(start) and start > 0):
@@ -102,6 +115,7 @@ class SelfPaced(Teacher):
             raise ValueError(f"min_keep must be an integer >= 0, got {min_keep}")
         super().__init__()
         self.start, self.end, self.ramp, self.min_keep = start, end, ramp, int(min_keep)
+        self.admit_all = bool(admit_all)
         self.num_classes: int | None = None
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
@@ -121,6 +135,8 @@ class SelfPaced(Teacher):
             self._names()  # raises: reset has not told us C yet
         assert self.num_classes is not None
         frac = min(max(float(progress), 0.0) / self.ramp, 1.0)
+        if frac >= 1.0 and self.admit_all:
+            return math.inf
         return math.log(self.num_classes) * self.start * (self.end / self.start) ** frac
 
     def act(self, obs: np.ndarray) -> np.ndarray:
