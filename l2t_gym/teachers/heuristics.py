@@ -71,7 +71,9 @@ class SelfPaced(Teacher):
       grow past any modest threshold. With ``end = 3`` most Digits episodes never reached tau.
       No multiple of ln C is safe for two classes, though: on IMDB (C = 2) a fresh student that
       favours one class pushes the other's losses to ~15 > 10 ln 2, and with the threshold held
-      at ``end`` none of 10 students ever reached tau; hence ``admit_all``.
+      at ``end`` none of 10 students ever reached tau; hence ``admit_all``, which changes
+      nothing on Digits (identical episodes, seeds 0-19 on both folds: there 10 ln 10 already
+      admits every instance) and lets all 10 IMDB students reach tau.
     * ``ramp = 0.3``: with the tasks' defaults keep-all reaches tau in 35-45% of T', so the
       curriculum opens up within the time a plain student needs. (On Digits, 20 seeds per fold:
       SPL reached tau in every episode, at a median 67-68 iterations against keep-all's 42-45,
