@@ -11,6 +11,8 @@
     the iterations to tau do not; else random data of the right shape.
 (c) The env's overhead against a bare loop on the GPU (benchmarks/overhead.py), CIFAR-10 and
     Digits.
+(d) The native vector env's teacher steps/s at N = 1, 4, 16 against one env (not yet run on a
+    GPU: written after the session's device time was spent).
 cuDNN's autotuner is switched on for every side, as a GPU user would.
 """
 
@@ -27,10 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from overhead import BareLoop, measure  # noqa: E402
+from throughput import steps_per_second  # noqa: E402
 
 from l2t_gym import TASKS, L2TEnv  # noqa: E402
 from l2t_gym.data import RawData  # noqa: E402
 from l2t_gym.data.vision import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
+from l2t_gym.vector import L2TVectorEnv  # noqa: E402
 
 
 def cifar_arrays(npz: str | None, n: int) -> tuple[RawData, str]:
@@ -94,6 +98,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/out")
     ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
     ap.add_argument("--blocks", type=int, default=7, help="timed blocks per side in (c)")
+    ap.add_argument("--vector-sizes", type=int, nargs="+", default=[1, 4, 16])
     args = ap.parse_args()
     dev = args.device
     if dev == "cuda" and not torch.cuda.is_available():
@@ -179,6 +184,29 @@ def main() -> None:
         w = csv.writer(f)
         w.writerow(["task", "student", "M", "env_s_per_iter", "bare_s_per_iter", "ratio", "gpu"])
         w.writerows([(*r, gpu) for r in rows])
+
+    # (d) Many students at once: the native vector env against one env, keep-all.
+    scaling = []
+    for name, kwargs in (("cifar10", sized), ("digits", {})):
+        steps = sizes[name]
+        one = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
+        one.reset(seed=0)
+        base = steps_per_second(one, np.ones(one.batch_size, dtype=bool), steps, sync)
+        for n in args.vector_sizes:
+            venv = L2TVectorEnv(n, name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
+            venv.reset(seed=0)
+            keep = np.ones((n, venv.batch_size), dtype=bool)
+            rate = n * steps_per_second(venv, keep, max(3, steps // n), sync)
+            scaling.append((name, n, rate, rate / base))
+            print(
+                f"(d) {name} vector env N={n}: {rate:.1f} teacher steps/s, "
+                f"{rate / base:.2f}x one env ({base:.1f}/s)"
+            )
+            del venv
+    with (out / "gpu_vector.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "num_envs", "teacher_steps_per_s", "x_single", "gpu"])
+        w.writerows([(*r, gpu) for r in scaling])
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ def test_overhead_benchmark(tmp_path):
 
 
 def test_gpu_check_runs_on_cpu(tmp_path):
-    out = run(
-        "benchmarks/gpu_check.py",
+    args = [
         "--device",
         "cpu",
         "--curve-iters",
@@ -45,8 +44,15 @@ def test_gpu_check_runs_on_cpu(tmp_path):
         "1",
         "--random-size",
         "400",
+        "--cifar-batch",
+        "8",
+        "--vector-sizes",
+        "2",
         "--out",
         str(tmp_path),
-    )
+    ]
+    out = run("benchmarks/gpu_check.py", *args)
     assert "(a) max |obs_cpu - obs_cuda|: Digits 0.00e+00" in out
-    assert (tmp_path / "gpu_overhead.csv").exists()
+    assert "(d) digits vector env N=2" in out
+    for name in ("gpu_overhead.csv", "gpu_vector.csv", "gpu_cifar_curve.csv"):
+        assert (tmp_path / name).exists()
