@@ -19,6 +19,7 @@ from l2t_gym.data import load_dataset, make_folds
 from l2t_gym.data.augment import random_crop_flip
 from l2t_gym.env import L2TEnv, _autograd_on
 from l2t_gym.features import build_features
+from l2t_gym.models import MLP
 
 
 class L2TVectorEnv(VectorEnv):
@@ -199,6 +200,8 @@ class L2TVectorEnv(VectorEnv):
         # Built once: students (params, buffers) batched, inputs batched or shared (dev sets).
         self._vmapped = torch.vmap(self._one)
         self._vmapped_shared_x = torch.vmap(self._one, in_dims=(0, 0, None))
+        # The package's MLP students have a direct batched forward (same arithmetic, no vmap).
+        self._mlp = models[0] if type(models[0]) is MLP else None
         self._rngs = [None] * n
         self._order = [None] * n
         self._aug = [None] * n
@@ -247,6 +250,8 @@ class L2TVectorEnv(VectorEnv):
         return functional_call(self._base, (params, buffers), (x,))
 
     def _forward(self, x: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self._mlp is not None:
+            return self._mlp.stacked_forward(self.params, x)
         return self._vmapped(self.params, buffers, x)
 
     def _gather(self, idx: np.ndarray, who: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,9 +283,11 @@ class L2TVectorEnv(VectorEnv):
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
         losses = losses.view(n, m).mean(1)
         names = list(self.params)
-        grads = torch.autograd.grad((losses * mask).sum(), [self.params[k] for k in names])
+        everyone = bool(train.all())  # the common case (keep-all) skips the masking
+        total = losses.sum() if everyone else (losses * mask).sum()
+        grads = torch.autograd.grad(total, [self.params[k] for k in names])
         with torch.no_grad():
-            if train.all():
+            if everyone:
                 self._sgd_all(
                     [self.params[k] for k in names], list(grads), [self.momentum[k] for k in names]
                 )
@@ -296,7 +303,7 @@ class L2TVectorEnv(VectorEnv):
                 for k, b in self.buffers.items():
                     sel = mask.view(-1, *([1] * (b.dim() - 1)))
                     b.copy_(torch.where(sel, new_buffers[k], b))
-            self._loss_sum += torch.where(mask, losses.detach(), 0.0)
+            self._loss_sum += losses.detach() if everyone else torch.where(mask, losses, 0.0)
         self._iteration[train] += 1
         self._effective[train] += m
 
@@ -331,7 +338,10 @@ class L2TVectorEnv(VectorEnv):
         with torch.inference_mode():
             correct = 0
             for s in range(0, len(y), chunk):
-                logits = self._vmapped_shared_x(params, buffers, x[s : s + chunk])
+                if self._mlp is not None:
+                    logits = self._mlp.stacked_forward(params, x[s : s + chunk])
+                else:
+                    logits = self._vmapped_shared_x(params, buffers, x[s : s + chunk])
                 correct = correct + (logits.argmax(-1) == y[s : s + chunk]).sum(-1)
         for module in self._base_modules:
             module.training = True

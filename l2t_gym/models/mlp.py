@@ -30,6 +30,7 @@ class MLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        self.input_shape = tuple(input_shape)
         widths = [prod(input_shape), *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
@@ -43,3 +44,23 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward pass of S students at once, their parameters stacked on dim 0 (named as
+        in ``named_parameters``); ``x`` is (S, B, ...) or, shared by all, (B, ...).
+
+        The arithmetic of ``torch.vmap(functional_call(...))`` in a few batched matmuls, without
+        its per-call machinery, which costs more than a small student's whole forward pass.
+        """
+        h = x.flatten(x.dim() - len(self.input_shape))
+        for name, layer in self.layers.named_children():
+            if isinstance(layer, nn.Linear):
+                w, b = params[f"layers.{name}.weight"], params[f"layers.{name}.bias"]
+                h = (
+                    torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+                    if h.dim() == 3
+                    else (torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1))
+                )
+            elif isinstance(layer, nn.ReLU):
+                h = torch.relu(h)
+        return h
