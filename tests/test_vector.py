@@ -170,3 +170,19 @@ def test_text_task_falls_back_to_gymnasiums_sync_vector_env():
     # nn.LSTM has no vmap batching rule, so IMDB registers no native vector env.
     assert gym.spec("L2T-IMDB-v0").vector_entry_point is None
     assert gym.spec("L2T-Digits-v0").vector_entry_point is not None
+
+
+def test_mlp_stacked_forward_equals_each_student_alone():
+    from torch.func import stack_module_state
+
+    from l2t_gym.models import build_student
+
+    models = [build_student("mlp-16-8", (1, 4, 4), 3) for _ in range(4)]
+    params, _ = stack_module_state(models)
+    x = torch.randn(4, 5, 1, 4, 4)
+    shared = torch.randn(7, 1, 4, 4)
+    batched = models[0].stacked_forward(params, x)
+    common = models[0].stacked_forward(params, shared)
+    for i, model in enumerate(models):
+        torch.testing.assert_close(batched[i], model(x[i]))
+        torch.testing.assert_close(common[i], model(shared))
