@@ -60,7 +60,6 @@ class BareLoop:
             env.lr,
             env.momentum,
             env.weight_decay,
-            env.device,
         )
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device=env.device).manual_seed(seed) if env.augment else None

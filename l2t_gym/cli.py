@@ -44,7 +44,7 @@ def demo(args: argparse.Namespace) -> int:
     """Train a teacher on Digits' teacher fold, then teach fresh students on the student fold."""
     out = Path(args.out)
     env_kwargs = {"device": args.device}
-    teacher, trainer = _train(
+    teacher, _ = _train(
         "L2T-Digits-v0", env_kwargs, out, _config(args), False, args.quiet, args.vector
     )
     print(f"trained teacher saved to {out / TEACHER_FILE}")

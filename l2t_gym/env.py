@@ -204,7 +204,6 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             self.lr,
             self.momentum,
             self.weight_decay,
-            self.device,
         )
         self._run = StudentRun(
             model,

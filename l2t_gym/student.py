@@ -29,7 +29,6 @@ def build_optimizer(
     lr: float,
     momentum: float,
     weight_decay: float,
-    device: torch.device,
 ) -> torch.optim.Optimizer:
     """``"sgd"`` (with momentum) or ``"adam"``, fused kernels where this torch has them, or any
     callable mapping parameters to an optimiser."""
@@ -95,8 +94,8 @@ class StudentRun:
         self._pos = 0
         self._pool = np.empty(0, dtype=np.int64)
         self._bn_buffers = _flatten_batchnorm_buffers(model)
-        self._dev_x = data.x_train[torch.from_numpy(fold.dev).to(self.device)]
-        self._dev_y = data.y_train[torch.from_numpy(fold.dev).to(self.device)]
+        dev = torch.from_numpy(fold.dev).to(self.device)
+        self._dev_x, self._dev_y = data.x_train[dev], data.y_train[dev]
         self._loss_sum = torch.zeros((), device=self.device)
         # Setting the flag directly is what model.train()/eval() do, minus a recursive walk that
         # costs as much as a small student's dev evaluation.
