@@ -13,15 +13,27 @@
     Digits.
 (d) The native vector env's teacher steps/s at N = 1, 4, 16 against one env (not yet run on a
     GPU: written after the session's device time was spent).
-cuDNN's autotuner is switched on for every side, as a GPU user would.
+(e) The student-speed options: keep-all ResNet-32 episodes, same seeds, in fp32, bf16,
+    channels-last and both (``--settings``; "compile" may be added), interleaved seed by seed:
+    final dev accuracy, i_tau for ``--precision-tau`` and time per iteration, so that "accuracy
+    unchanged within noise" and the speed-up can be read off one run.
+(f) CUDA only: host synchronisations per teacher step, counted with
+    ``torch.cuda.set_sync_debug_mode("warn")``: one (the observation copy) plus one per dev
+    evaluation is all there may be, for the single env (fp32, and bf16 + channels-last, keep-all
+    and partial masks) and the vector env.
+cuDNN's autotuner is switched on for every side, as a GPU user would. The whole script takes about
+five minutes on an H100 with the defaults; ``--precision-iters`` and ``--curve-iters`` set most of
+it.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +100,64 @@ def episode_curve(env: L2TEnv, seed: int, sync) -> list[tuple[int, float, float]
     return curve
 
 
+SETTINGS: dict[str, dict] = {
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "channels_last": {"channels_last": True},
+    "bf16+channels_last": {"precision": "bf16", "channels_last": True},
+    "compile": {"compile": True},
+}
+
+
+def compare_settings(make, settings, seeds, tau, sync) -> list[tuple]:
+    """(e): one keep-all episode per setting and seed; seeds outermost, so that any drift in the
+    device's speed falls on every setting alike. Rows: setting, seed, final dev accuracy, i_tau
+    (None if not reached), iterations, seconds."""
+    for name in settings:  # cuDNN's autotuner and any compiler see each setting once first
+        episode_curve(make(SETTINGS[name], warm_up=True), 1, sync)
+    rows = []
+    for seed in seeds:
+        for name in settings:
+            curve = episode_curve(make(SETTINGS[name]), seed, sync)
+            hit = next((i for i, a, _ in curve if a >= tau), None)
+            rows.append((name, seed, curve[-1][1], hit, curve[-1][0], curve[-1][2]))
+    return rows
+
+
+SYNC_WARNING = "called a synchronizing CUDA operation"
+
+
+def syncs_per_step(env, actions: list[np.ndarray]) -> tuple[list[int], list[int]]:
+    """(f): host synchronisations torch reports during each step, and how many the step may make:
+    the observation copy, plus one dev evaluation's accuracy where one ran (iteration advanced
+    to a multiple of eval_every)."""
+    counts, allowed = [], []
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        for action in actions:
+            before = _iterations(env)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                env.step(action)
+            after = _iterations(env)
+            evaluated = bool(np.any((after > before) & (after % _eval_every(env) == 0)))
+            counts.append(sum(SYNC_WARNING in str(w.message) for w in caught))
+            allowed.append(1 + int(evaluated))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return counts, allowed
+
+
+def _iterations(env) -> np.ndarray:
+    if isinstance(env, L2TVectorEnv):
+        return env._iteration.copy()
+    return np.array([env._run.iteration])
+
+
+def _eval_every(env) -> int:
+    return env.template.eval_every if isinstance(env, L2TVectorEnv) else env.eval_every
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--cifar-npz", default=None)
@@ -99,8 +169,23 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
     ap.add_argument("--blocks", type=int, default=7, help="timed blocks per side in (c)")
     ap.add_argument("--vector-sizes", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument(
+        "--precision-iters",
+        type=int,
+        default=None,
+        help="iterations per episode in (e) (0 skips it); default min(1000, --curve-iters)",
+    )
+    ap.add_argument("--precision-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--precision-tau", type=float, default=0.4, help="(e) reports i_tau for it")
+    ap.add_argument(
+        "--settings",
+        nargs="+",
+        default=["fp32", "bf16", "channels_last", "bf16+channels_last"],
+        choices=list(SETTINGS),
+    )
     args = ap.parse_args()
     dev = args.device
+    started = time.perf_counter()
     if dev == "cuda" and not torch.cuda.is_available():
         sys.exit("this script checks the CUDA path, and torch sees no GPU here")
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
@@ -207,6 +292,75 @@ def main() -> None:
         w = csv.writer(f)
         w.writerow(["task", "num_envs", "teacher_steps_per_s", "x_single", "gpu"])
         w.writerows([(*r, gpu) for r in scaling])
+
+    # (e) The student-speed options, keep-all ResNet-32, same seeds.
+    iters = min(1000, args.curve_iters) if args.precision_iters is None else args.precision_iters
+    if iters > 0:
+        t = time.perf_counter()
+        every = min(TASKS["cifar10"].eval_every, iters)
+
+        def make(options: dict, warm_up: bool = False) -> L2TEnv:
+            n = min(30, iters) if warm_up else iters
+            return L2TEnv(
+                "cifar10",
+                device=dev,
+                tau=1.0,
+                max_iters=n,
+                eval_every=every if not warm_up else n,
+                **sized,
+                **options,
+            )
+
+        rows = compare_settings(make, args.settings, args.precision_seeds, args.precision_tau, sync)
+        with (out / "gpu_precision.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["setting", "seed", "final_dev_accuracy", "i_tau", "iterations", "seconds"])
+            w.writerows(rows)
+        print(
+            f"(e) keep-all ResNet-32, {iters} iterations, seeds {args.precision_seeds}, "
+            f"i_tau for tau={args.precision_tau} [{time.perf_counter() - t:.0f}s]"
+        )
+        for name in args.settings:
+            mine = [r for r in rows if r[0] == name]
+            accs = [r[2] for r in mine]
+            ms = statistics.median(r[5] / r[4] * 1e3 for r in mine)
+            spread = f" +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
+            print(
+                f"    {name:>18}: final dev {statistics.mean(accs):.3f}{spread} "
+                f"({', '.join(f'{a:.3f}' for a in accs)}); i_tau {[r[3] for r in mine]}; "
+                f"{ms:.2f} ms/iteration"
+            )
+
+    # (f) Host synchronisations per step (CUDA only: on a CPU nothing synchronises).
+    if dev == "cuda":
+        rng = np.random.default_rng(0)
+        for label in ("fp32", "bf16+channels_last"):
+            options = SETTINGS[label]
+            env = L2TEnv(
+                "cifar10", device=dev, tau=1.0, max_iters=10**9, eval_every=5, **sized, **options
+            )
+            env.reset(seed=0)
+            m = env.batch_size
+            for _ in range(5):  # first-use work (autotuner, pinned buffers) is not per-step cost
+                env.step(np.ones(m, dtype=bool))
+            # Keep-all steps (the candidate pass reused), then partial masks (pool, own forward).
+            actions = [np.ones(m, dtype=bool)] * 12 + [rng.random(m) < 0.6 for _ in range(12)]
+            counts, allowed = syncs_per_step(env, actions)
+            verdict = "PASS" if counts == allowed else "FAIL"
+            print(
+                f"(f) {verdict} L2TEnv CIFAR {label}: syncs per step {counts} "
+                f"(allowed {allowed}: the observation, plus a dev evaluation's accuracy)"
+            )
+        venv = L2TVectorEnv(4, "digits", device=dev, tau=1.0, max_iters=10**9, eval_every=5)
+        venv.reset(seed=0)
+        keep = np.ones((4, venv.batch_size), dtype=bool)
+        for _ in range(5):
+            venv.step(keep)
+        actions = [keep] * 10 + [rng.random(keep.shape) < 0.6 for _ in range(10)]
+        counts, allowed = syncs_per_step(venv, actions)
+        verdict = "PASS" if counts == allowed else "FAIL"
+        print(f"(f) {verdict} L2TVectorEnv Digits N=4: syncs per step {counts} (allowed {allowed})")
+    print(f"total {time.perf_counter() - started:.0f}s")
 
 
 if __name__ == "__main__":

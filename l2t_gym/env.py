@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +19,15 @@ from l2t_gym.data import SPLITS, RawData, load_dataset, make_folds
 from l2t_gym.data.augment import random_crop_flip
 from l2t_gym.features import build_features, feature_bounds, feature_names
 from l2t_gym.models import build_student, check_student_name
-from l2t_gym.student import Mode, OptimizerFactory, StudentRun, build_optimizer
+from l2t_gym.student import (
+    PRECISIONS,
+    Mode,
+    OptimizerFactory,
+    Precision,
+    StudentCompiler,
+    StudentRun,
+    build_optimizer,
+)
 from l2t_gym.tasks import TASKS
 
 
@@ -92,7 +101,17 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
       ``data``: your own arrays instead (``l2t_gym.data.RawData.from_arrays``), e.g. MNIST
       images you already have in memory;
     * ``dev_fraction``: share of each fold held out as its dev set;
-    * ``report_test``: also report the official test accuracy at the end of each episode.
+    * ``precision``: "fp32" (default) or "bf16": the student's forward passes (candidate,
+      training, evaluation) under bfloat16 autocast; parameters, optimiser state, losses and
+      observations stay float32;
+    * ``channels_last``: store the student's convolution weights and its input batches
+      channels-last (4-D image inputs only; same results to float tolerance);
+    * ``compile``: run the student's forward passes through ``torch.compile``; if compiling
+      fails the env warns once (RuntimeWarning) and runs eagerly, with the same results;
+    * ``report_test``: also report the official test accuracy (``info["test_accuracy"]``): at the
+      end of each episode (True or "end"), or at the start and at every dev evaluation too
+      ("eval", for accuracy curves; ``info["test_seconds"]`` then holds the time spent on it, so
+      benchmarks can take it off the wall-clock). The reward never reads it.
 
     ## Version History
 
@@ -124,7 +143,10 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         download: bool = True,
         data: RawData | None = None,
         dev_fraction: float | None = None,
-        report_test: bool = False,
+        report_test: bool | Literal["end", "eval"] = False,
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if task not in TASKS:
@@ -148,6 +170,10 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         self.weight_decay = float(spec.weight_decay if weight_decay is None else weight_decay)
         self.augment = bool(spec.augment if augment is None else augment)
         self.data_root, self.download, self.report_test = data_root, bool(download), report_test
+        if report_test not in (False, True, "end", "eval"):
+            raise ValueError(
+                f"report_test must be False, True, 'end' or 'eval', got {report_test!r}"
+            )
         if data is not None and not isinstance(data, RawData):
             raise TypeError(f"data must be an l2t_gym.data.RawData, got {type(data).__name__}")
         if data is not None and data.num_classes != spec.num_classes:
@@ -156,6 +182,10 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         self.data = data
         self.device = _resolve_device(device)
+        self.precision, self.channels_last = precision, bool(channels_last)
+        self.compile = bool(compile)
+        # One compiler for every student of this env: a failure warns once and sticks.
+        self._compiler = StudentCompiler() if compile else None
         self._check_arguments()
         if render_mode is not None:
             raise ValueError(
@@ -215,6 +245,9 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             order_seed,
             augment=random_crop_flip if self.augment else None,
             augment_seed=aug_seed,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            compile=self._compiler or False,
         )
         self._teacher_step = 0
         self._kept = 0
@@ -222,6 +255,10 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         self._diverged = False
         self._dev_accuracy = self._run.evaluate("dev")
         self._best_dev = self._dev_accuracy
+        self._test_accuracy: float | None = None
+        self._test_seconds = 0.0
+        if self.report_test == "eval":
+            self._evaluate_test()
         self._done = False
         obs = self._observe(keep_graph=True)
         return obs, self._info()
@@ -242,6 +279,8 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         if trained and run.iteration % self.eval_every == 0:
             self._dev_accuracy = run.evaluate("dev")
             self._best_dev = max(self._best_dev, self._dev_accuracy)
+            if self.report_test == "eval":
+                self._evaluate_test()
             if self._dev_accuracy >= self.tau:
                 self._reached_tau = terminated = True
                 reward = -math.log(self.clock / self.max_iters)
@@ -267,6 +306,13 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         return len(self.feature_names)
 
     # -- internals ----------------------------------------------------------------------------
+    def _evaluate_test(self) -> float:
+        assert self._run is not None
+        start = time.perf_counter()
+        self._test_accuracy = self._run.evaluate("test")
+        self._test_seconds += time.perf_counter() - start
+        return self._test_accuracy
+
     def _observe(self, keep_graph: bool) -> np.ndarray:
         assert self._run is not None
         idx, logits, avg_loss = self._run.propose(keep_graph=keep_graph)
@@ -298,7 +344,13 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             "best_dev_accuracy": self._best_dev,
             "reached_tau": self._reached_tau,
             "diverged": self._diverged,
+            **self._test_info(),
         }
+
+    def _test_info(self) -> dict[str, Any]:
+        if self.report_test != "eval":
+            return {}
+        return {"test_accuracy": self._test_accuracy, "test_seconds": self._test_seconds}
 
     def _final_info(self) -> dict[str, Any]:
         run = self._run
@@ -306,7 +358,11 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         last_iteration = run.dev_history[-1][0] if run.dev_history else -1
         final = self._dev_accuracy if last_iteration == run.iteration else run.evaluate("dev")
         info: dict[str, Any] = {"final_dev_accuracy": final}
-        if self.report_test:
+        if self.report_test == "eval" and last_iteration != run.iteration:
+            # The final dev evaluation was off the eval grid: test the same student.
+            self._evaluate_test()
+            info.update(self._test_info())
+        elif self.report_test and self.report_test != "eval":
             info["test_accuracy"] = run.evaluate("test")
         return info
 
@@ -361,6 +417,20 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         if not callable(self.student):
             check_student_name(self.student)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if (
+            self.precision == "bf16"
+            and self.device.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)
+        ):
+            raise ValueError(f"precision='bf16' asked for, but {self.device} has no bfloat16")
+        shape = TASKS[self.task].input_shape if self.data is None else self.data.x_train.shape[1:]
+        if self.channels_last and len(shape) != 3:
+            raise ValueError(
+                f"channels_last needs 4-D image inputs (N, C, H, W); task {self.task!r} has "
+                f"inputs of shape (N, {', '.join(map(str, shape))})"
+            )
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:

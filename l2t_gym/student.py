@@ -3,11 +3,18 @@
 The env drives a :class:`StudentRun` through two calls per teacher step: :meth:`propose` draws the
 next candidate minibatch and runs the student on it once, and :meth:`offer` hands over the
 teacher's keep mask. Everything random in a run comes from the seeds it is built with.
+
+A teacher step moves one thing between host and device each way: the candidate indices up
+(asynchronously, from pinned memory) and the packed logits and loss sum down, the step's only
+synchronisation. A dev evaluation, every ``eval_every`` iterations, adds one more: its accuracy
+decides the episode's end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Literal
 
@@ -19,6 +26,8 @@ from torch import nn
 from l2t_gym.data import DeviceData, Fold
 
 Mode = Literal["paper", "mask"]
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -50,6 +59,58 @@ def build_optimizer(
         return cls(params, **kwargs)
 
 
+def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """The context a student's forward passes run in: bfloat16 autocast for ``"bf16"`` (matmuls
+    and convolutions in bf16; parameters, optimiser state and losses stay float32)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device_async(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device`` without synchronising: a copy from pageable memory may wait for
+    the stream, one from pinned memory never does (the pinned block is kept until it is done)."""
+    t = torch.from_numpy(array)
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+class StudentCompiler:
+    """``torch.compile`` for the students of one env, with one way out.
+
+    The first time compiling, or running a compiled forward, raises (no C compiler, an operator
+    the compiler cannot handle, ...), this and every later student of the env run eagerly: the
+    same module, so the same results, and one ``RuntimeWarning`` saying why.
+    """
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+
+    def compile(self, fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor] | None:
+        """The compiled ``fn`` (compilation itself happens at its first call), or None if
+        compiling has failed before."""
+        if self.failure is not None:
+            return None
+        try:
+            return torch.compile(fn)
+        except Exception as err:  # noqa: BLE001 - whatever the compiler raises, eager works
+            self.give_up(err)
+            return None
+
+    def give_up(self, err: BaseException) -> None:
+        if self.failure is not None:
+            return
+        lines = str(err).strip().splitlines()
+        self.failure = f"{type(err).__name__}: {lines[0][:300] if lines else ''}"
+        warnings.warn(
+            f"torch.compile failed ({self.failure}); the student runs eagerly from now on, "
+            "with the same results",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
 class StudentRun:
     """A student network trained on the instances a teacher keeps.
 
@@ -63,6 +124,12 @@ class StudentRun:
     candidate batch becomes the training batch (always so for a keep-all teacher) its autograd
     graph is reused, so judging a batch and training on it cost one forward pass, like a plain
     training loop.
+
+    Speed options, all off by default: ``precision="bf16"`` runs every forward pass under
+    bfloat16 autocast (parameters, optimiser state and the loss stay float32, and so do the
+    logits handed to the host); ``channels_last`` stores the model's convolution weights and its
+    4-D image inputs channels-last; ``compile`` (True, or a :class:`StudentCompiler` shared by an
+    env's students) runs the forward passes through ``torch.compile``, eagerly if that fails.
     """
 
     def __init__(
@@ -76,7 +143,21 @@ class StudentRun:
         order_seed: int,
         augment: Augment | None = None,
         augment_seed: int = 0,
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+        compile: bool | StudentCompiler = False,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if channels_last and data.x_train.dim() != 4:
+            raise ValueError(
+                "channels_last needs 4-D image inputs (N, C, H, W), got inputs of shape "
+                f"{tuple(data.x_train.shape)}"
+            )
+        if channels_last:
+            # Before the BatchNorm buffers are flattened below; parameters are converted in
+            # place (param.data), so an optimiser already built on them still holds them.
+            model.to(memory_format=torch.channels_last)
         self.model = model
         self.optimizer = optimizer
         self.data = data
@@ -84,6 +165,8 @@ class StudentRun:
         self.batch_size = batch_size
         self.mode = mode
         self.device = data.x_train.device
+        self.precision = precision
+        self.channels_last = bool(channels_last)
         self._augment = augment
         self._aug_gen: torch.Generator | None = None
         if augment is not None:
@@ -95,12 +178,16 @@ class StudentRun:
         self._pool = np.empty(0, dtype=np.int64)
         self._bn_buffers = _flatten_batchnorm_buffers(model)
         dev = torch.from_numpy(fold.dev).to(self.device)
-        self._dev_x, self._dev_y = data.x_train[dev], data.y_train[dev]
+        self._dev_x, self._dev_y = self._layout(data.x_train[dev]), data.y_train[dev]
         self._loss_sum = torch.zeros((), device=self.device)
         # Setting the flag directly is what model.train()/eval() do, minus a recursive walk that
         # costs as much as a small student's dev evaluation.
         self._modules = list(model.modules())
         self._candidate: _Candidate | None = None
+        if compile is True:
+            compile = StudentCompiler()
+        self._compiler = compile or None
+        self._compiled = None if self._compiler is None else self._compiler.compile(model)
         self.iteration = 0
         self.effective_instances = 0
         self.dev_history: list[tuple[int, float]] = []
@@ -119,7 +206,7 @@ class StudentRun:
         keep_graph = keep_graph and (self.mode == "mask" or len(self._pool) == 0)
         before = [flat.clone() for flat in self._bn_buffers]
         with torch.set_grad_enabled(keep_graph):
-            logits = self.model(x)
+            logits = self._forward(x, before)
         # The forward updated the BatchNorm statistics as a training step would: keep that update
         # aside for the case the batch is trained on, and put the student back as it was.
         after = [flat.clone() for flat in self._bn_buffers] if keep_graph else []
@@ -153,7 +240,7 @@ class StudentRun:
                 return False
             batch, self._pool = self._pool[: self.batch_size], self._pool[self.batch_size :]
         x, y = self._batch(batch)
-        self._train(self.model(x), y)
+        self._train(self._forward(x), y)
         return True
 
     # -- measurements -------------------------------------------------------------------------
@@ -165,10 +252,11 @@ class StudentRun:
         self._set_training(False)
         with torch.inference_mode():
             correct = sum(
-                (self.model(x[s : s + chunk]).argmax(1) == y[s : s + chunk]).sum()
+                (self._forward(self._layout(x[s : s + chunk])).argmax(1) == y[s : s + chunk]).sum()
                 for s in range(0, len(y), chunk)
             )
         self._set_training(True)
+        # The step's one synchronisation beyond the observation: the episode's end depends on it.
         accuracy = float(correct) / len(y)
         if split == "dev":
             self.dev_history.append((self.iteration, accuracy))
@@ -190,16 +278,43 @@ class StudentRun:
         return idx
 
     def _batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx_t = torch.from_numpy(idx)
-        if self.device.type != "cpu":
-            idx_t = idx_t.to(self.device, non_blocking=True)
+        idx_t = to_device_async(idx, self.device)
         x = self.data.x_train[idx_t]
         if self._augment is not None:
             x = self._augment(x, self._aug_gen)
-        return x, self.data.y_train[idx_t]
+        return self._layout(x), self.data.y_train[idx_t]
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        # Per batch rather than once for the whole training set: the device data are shared by
+        # every env of the task in the process, and a copy of M images is small next to the
+        # forward pass it feeds. (The dev set is converted once, when the run gathers it.)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _forward(self, x: torch.Tensor, saved: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The student's forward pass, in the run's precision, compiled if asked and it works.
+
+        ``saved``: the BatchNorm statistics as they were before this call, if the caller has
+        them; a compiled call that fails part way may have updated them, and the eager retry
+        must start from where the failed call did.
+        """
+        with autocast(self.device, self.precision):
+            if self._compiled is None:
+                return self.model(x)
+            if saved is None and self.model.training:  # eval-mode BatchNorm updates nothing
+                saved = [flat.clone() for flat in self._bn_buffers]
+            try:
+                return self._compiled(x)
+            except Exception as err:  # noqa: BLE001 - any failure of the compiled path
+                assert self._compiler is not None
+                self._compiler.give_up(err)
+                self._compiled = None
+                self._restore(saved or [])
+                return self.model(x)
 
     def _train(self, logits: torch.Tensor, y: torch.Tensor) -> None:
-        loss = F.cross_entropy(logits, y)
+        # In float32 whatever the forward's precision: bf16 logits would round the loss, and
+        # the loss sum that becomes a feature.
+        loss = F.cross_entropy(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -220,7 +335,7 @@ class StudentRun:
 
     def _to_host(self, logits: torch.Tensor) -> tuple[np.ndarray, float]:
         if self.device.type == "cpu":
-            return logits.numpy(), float(self._loss_sum)
+            return logits.float().numpy(), float(self._loss_sum)
         # One transfer, hence one synchronisation, per teacher step.
         packed = torch.cat([logits.float().flatten(), self._loss_sum.view(1)]).cpu().numpy()
         return packed[:-1].reshape(logits.shape), float(packed[-1])

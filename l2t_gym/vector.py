@@ -20,6 +20,7 @@ from l2t_gym.data.augment import random_crop_flip
 from l2t_gym.env import L2TEnv, _autograd_on
 from l2t_gym.features import build_features
 from l2t_gym.models import MLP
+from l2t_gym.student import autocast, to_device_async
 
 
 class L2TVectorEnv(VectorEnv):
@@ -49,7 +50,10 @@ class L2TVectorEnv(VectorEnv):
     ``num_envs`` and every :class:`~l2t_gym.L2TEnv` keyword argument, with two limits:
     ``mode="paper"`` only (the mask mode trains each student on a batch of its own size), and
     ``optimizer="sgd"`` only (its update is applied to the stacked parameters here, the same
-    arithmetic as ``torch.optim.SGD`` with momentum and weight decay).
+    arithmetic as ``torch.optim.SGD`` with momentum and weight decay). Of the speed options,
+    ``precision="bf16"`` works for the package's MLP students (named ``"mlp-..."``), whose
+    batched forward is plain matmuls; ``torch.vmap`` does not apply autocast to convolutions, so
+    other students, ``channels_last`` and ``compile`` raise a ValueError: use ``L2TEnv``.
 
     BatchNorm students work: their running statistics are stacked like the parameters and each
     student's are updated only by its own training batches (candidate forward passes run on a
@@ -74,6 +78,20 @@ class L2TVectorEnv(VectorEnv):
             raise ValueError("the vector env supports mode='paper' only")
         if template.optimizer != "sgd":
             raise ValueError("the vector env supports optimizer='sgd' only")
+        if template.channels_last:
+            raise ValueError(
+                "channels_last is not supported by the vector env (torch.vmap runs the students "
+                "as one grouped convolution, which keeps no memory format); use L2TEnv"
+            )
+        if template.compile:
+            raise ValueError("compile=True is not supported by the vector env; use L2TEnv")
+        mlp = isinstance(template.student, str) and template.student.startswith("mlp-")
+        if template.precision == "bf16" and not mlp:
+            raise ValueError(
+                "precision='bf16' in the vector env needs an MLP student ('mlp-...'): "
+                f"torch.vmap does not apply autocast to convolutions, got {template.student!r}; "
+                "use L2TEnv for other students"
+            )
         self.num_envs = n = int(num_envs)
         self.batch_size = m = template.batch_size
         self.feature_names = template.feature_names
@@ -250,14 +268,13 @@ class L2TVectorEnv(VectorEnv):
         return functional_call(self._base, (params, buffers), (x,))
 
     def _forward(self, x: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self._mlp is not None:
-            return self._mlp.stacked_forward(self.params, x)
-        return self._vmapped(self.params, buffers, x)
+        with autocast(self.device, self.template.precision):
+            if self._mlp is not None:
+                return self._mlp.stacked_forward(self.params, x)
+            return self._vmapped(self.params, buffers, x)
 
     def _gather(self, idx: np.ndarray, who: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx_t = torch.from_numpy(idx)
-        if self.device.type != "cpu":
-            idx_t = idx_t.to(self.device, non_blocking=True)
+        idx_t = to_device_async(idx, self.device)
         x, y = self.data.x_train[idx_t], self.data.y_train[idx_t]
         if self.template.augment:
             # Each student's own stream, in the same order as L2TEnv draws it.
@@ -271,7 +288,7 @@ class L2TVectorEnv(VectorEnv):
         # included) the candidate pass saw, as in L2TEnv; the others get freshly drawn ones.
         x, y = self._gather(batches, fresh)
         if reuse.any():
-            rows = torch.from_numpy(reuse).to(self.device)
+            rows = to_device_async(reuse, self.device)
             x = torch.where(rows.view(-1, *([1] * (x.dim() - 1))), cand["x"], x)
         # On a copy of the running statistics: only the students that train keep the update.
         buffers = {k: v.clone() for k, v in self.buffers.items()}
@@ -279,8 +296,9 @@ class L2TVectorEnv(VectorEnv):
 
     def _train(self, train: np.ndarray, logits: torch.Tensor, y: torch.Tensor, new_buffers):
         t, n, m = self.template, self.num_envs, self._m
-        mask = torch.from_numpy(train).to(self.device)
-        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        mask = to_device_async(train, self.device)
+        # In float32 whatever the forward's precision, as L2TEnv computes it.
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
         losses = losses.view(n, m).mean(1)
         names = list(self.params)
         everyone = bool(train.all())  # the common case (keep-all) skips the masking
@@ -335,7 +353,7 @@ class L2TVectorEnv(VectorEnv):
             else {k: v[only : only + 1] for k, v in self.buffers.items()}
         )
 
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.template.precision):
             correct = 0
             for s in range(0, len(y), chunk):
                 if self._mlp is not None:
@@ -365,7 +383,7 @@ class L2TVectorEnv(VectorEnv):
             "buffers": cand_buffers if keep_graph else None,
         }
         if self.device.type == "cpu":
-            host, loss_sum = logits.detach().numpy(), self._loss_sum.numpy()
+            host, loss_sum = logits.detach().float().numpy(), self._loss_sum.numpy()
         else:
             packed = torch.cat([logits.detach().float().flatten(), self._loss_sum]).cpu().numpy()
             host, loss_sum = packed[:-n].reshape(logits.shape), packed[-n:]

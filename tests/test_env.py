@@ -126,6 +126,27 @@ def test_budget_end_gives_zero_reward():
     assert 0.0 <= info["test_accuracy"] <= 1.0 and "final_dev_accuracy" in info
 
 
+def test_report_test_eval_measures_test_accuracy_at_every_dev_evaluation():
+    env = make(tau=1.0, max_iters=10, eval_every=3, report_test="eval")
+    half = lambda obs: np.arange(len(obs)) % 2 == 0  # noqa: E731
+    traj = run_episode(env, half, seed=4)
+    first = traj[0][4]
+    assert 0.0 <= first["test_accuracy"] <= 1.0 and first["test_seconds"] > 0.0
+    for (_, _, _, _, before), (_, _, _, _, after) in zip(traj, traj[1:], strict=False):
+        tested = after["test_seconds"] > before["test_seconds"]
+        evaluated = after["iteration"] != before["iteration"] and after["iteration"] % 3 == 0
+        # T' = 10 is off the grid of 3: the end evaluates once more, dev and test alike.
+        assert tested == (evaluated or after["iteration"] == 10), after
+        if not tested:
+            assert after["test_accuracy"] == before["test_accuracy"]
+    # The same final student as report_test=True measures (same seed, same actions).
+    end = run_episode(make(tau=1.0, max_iters=10, eval_every=3, report_test=True), half, 4)
+    assert traj[-1][4]["test_accuracy"] == end[-1][4]["test_accuracy"]
+    assert "test_seconds" not in end[-1][4] and "test_accuracy" not in end[0][4]
+    with pytest.raises(ValueError, match="report_test"):
+        make(report_test="always")
+
+
 def test_candidate_cost_charges_the_clock():
     cost = 0.5
     env = make(candidate_cost=cost, max_iters=400)

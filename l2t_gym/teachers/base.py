@@ -109,13 +109,22 @@ class Teacher(abc.ABC):
 
 
 class CurvePoint(NamedTuple):
-    """One dev evaluation during an episode."""
+    """One dev evaluation during an episode.
+
+    ``kept_instances`` / ``instances_seen`` count the teacher's choices so far (their ratio is
+    the keep ratio up to this point). ``test_accuracy`` is NaN unless the env measures it at
+    every evaluation (``report_test="eval"``). ``seconds`` is wall-clock since before
+    ``env.reset``, less the time the env spent on those test evaluations.
+    """
 
     effective_instances: int
     iteration: int
     teacher_step: int
     dev_accuracy: float
     seconds: float
+    kept_instances: int = 0
+    instances_seen: int = 0
+    test_accuracy: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,8 @@ class EpisodeResult:
     """What one teacher did for one student, as the benchmarks report it.
 
     ``kept_ratio`` is kept / seen candidates; ``reward`` the episode's total reward;
-    ``seconds`` wall-clock from before ``env.reset`` to the end. ``curve`` holds a
+    ``seconds`` wall-clock from before ``env.reset`` to the end (less any time the env reports
+    in ``info["test_seconds"]``). ``curve`` holds a
     :class:`CurvePoint` for the start, for every dev evaluation (each new iteration that is a
     multiple of the env's ``eval_every``) and for the final evaluation at the end, if the env
     made one off that grid. ``dev_accuracy`` is NaN in a curve whose env reports none.
@@ -173,7 +183,7 @@ def run_episode(env: gym.Env, teacher: Teacher, seed: int | None = None) -> Epis
         if iteration != last_iteration and iteration % eval_every == 0:
             curve.append(_point(info, start))
         last_iteration = iteration
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - float(info.get("test_seconds", 0.0))
     final_dev = float(info.get("final_dev_accuracy", info.get("dev_accuracy", math.nan)))
     if "final_dev_accuracy" in info and curve[-1].iteration != info["iteration"]:
         # The env evaluated once more at the end (it ran out of clock off the eval grid).
@@ -197,10 +207,14 @@ def run_episode(env: gym.Env, teacher: Teacher, seed: int | None = None) -> Epis
 
 
 def _point(info: dict[str, Any], start: float) -> CurvePoint:
+    test = info.get("test_accuracy") if "test_seconds" in info else None
     return CurvePoint(
         effective_instances=int(info["effective_instances"]),
         iteration=int(info["iteration"]),
         teacher_step=int(info["teacher_step"]),
         dev_accuracy=float(info.get("dev_accuracy", math.nan)),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start - float(info.get("test_seconds", 0.0)),
+        kept_instances=int(info.get("kept_instances", 0)),
+        instances_seen=int(info.get("instances_seen", 0)),
+        test_accuracy=math.nan if test is None else float(test),
     )
