@@ -1,5 +1,6 @@
 """Tiny MNIST and CIFAR-10 sets written in the real on-disk formats, so torchvision's own classes
-(and so the product's loaders) read them exactly as they would read the real files.
+(and so the product's loaders) read them exactly as they would read the real files. MNIST can also
+be written as published (gzipped IDX files in one folder), for the loader's own IDX reader.
 
 Images are class-dependent: each class has a fixed random prototype, and every image is its class
 prototype plus seeded noise, so a student can learn them and a bad teacher can be told apart.
@@ -7,6 +8,7 @@ prototype plus seeded noise, so a student can learn them and a bad teacher can b
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
 import struct
@@ -53,25 +55,47 @@ def class_images(
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format MNIST ships in (uncompressed)."""
+def idx_bytes(array: np.ndarray) -> bytes:
+    """A uint8 array in the IDX format MNIST ships in (uncompressed)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(">I", (IDX_UBYTE << 8) | array.ndim)
     header += struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
+    return header + array.tobytes()
 
 
-def write_mnist(root: Path, n_train: int = 400, n_test: int = 100, seed: int = 0) -> Fabricated:
-    """Write ``<root>/MNIST/raw/`` with the four uncompressed IDX files torchvision reads."""
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """Write a uint8 array as an IDX file at ``path``, or gzipped at ``path`` + ".gz" as MNIST is
+    published; returns the path written."""
+    data = idx_bytes(array)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data, mtime=0)  # mtime 0: the same bytes on every run
+    path.write_bytes(data)
+    return path
+
+
+def write_mnist(
+    root: Path,
+    n_train: int = 400,
+    n_test: int = 100,
+    seed: int = 0,
+    *,
+    flat: bool = False,
+    gz: bool = False,
+) -> Fabricated:
+    """Write the four MNIST IDX files: by default uncompressed into ``<root>/MNIST/raw/``, where
+    torchvision reads them; with ``flat`` into ``root`` itself, and with ``gz`` gzipped with
+    ".gz" appended, as they are published. The same seed writes the same arrays in every layout.
+    """
     rng = np.random.default_rng(seed)
-    raw = Path(root) / "MNIST" / "raw"
+    raw = Path(root) if flat else Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for split, n in (("train", n_train), ("t10k", n_test)):
         labels = balanced_labels(n, rng)
         images = class_images(labels, MNIST_SHAPE, rng)
-        write_idx(raw / f"{split}-images-idx3-ubyte", images)
-        write_idx(raw / f"{split}-labels-idx1-ubyte", labels.astype(np.uint8))
+        write_idx(raw / f"{split}-images-idx3-ubyte", images, gz=gz)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels.astype(np.uint8), gz=gz)
         arrays[split] = (images[:, None], labels)
     return Fabricated(Path(root), *arrays["train"], *arrays["t10k"])
 

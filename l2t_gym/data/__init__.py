@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from l2t_gym.data.folds import SPLIT_SEED, SPLITS, Fold, make_folds
+from l2t_gym.data.idx import read_mnist_idx
 from l2t_gym.data.sources import DatasetNotFoundError, RawData, default_root, load_raw
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "default_root",
     "load_dataset",
     "make_folds",
+    "read_mnist_idx",
 ]
 
 

@@ -3,6 +3,8 @@
 torchvision keeps the real on-disk layouts, mirrors and checksums; this module only reads the
 arrays those classes hold (never their per-item ``__getitem__``), normalises them in a few whole-
 array tensor ops, and turns torchvision's terse failures into errors that say where the files go.
+MNIST may also come from a folder that holds its IDX files directly (``l2t_gym.data.idx``), as
+they are published: gzipped, which torchvision reads only after downloading them itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, MNIST, VisionDataset
 
+from l2t_gym.data.idx import find_mnist_files, read_mnist_idx
 from l2t_gym.data.sources import DatasetNotFoundError, RawData
 
 MNIST_MEAN = (0.1307,)
@@ -43,6 +46,11 @@ _FILE_NOTES = {
     "MNIST": "uncompressed IDX files, i.e. the four .gz archives unpacked",
     "CIFAR-10": "the contents of cifar-10-python.tar.gz",
 }
+_ALTERNATIVES = {
+    "MNIST": (
+        " Or make data_root a folder that holds the four IDX files themselves, gzipped or not."
+    ),
+}
 
 
 def mnist_folder(root: Path) -> Path:
@@ -56,18 +64,75 @@ def cifar10_folder(root: Path) -> Path:
 
 
 def load_mnist(root: Path, download: bool) -> RawData:
-    """MNIST as (N, 1, 28, 28) float32 images, normalised with the usual mean and std."""
+    """MNIST as (N, 1, 28, 28) float32 images, normalised with the usual mean and std.
+
+    Read through torchvision from ``<root>/MNIST/raw`` (downloaded there if ``download``), unless
+    that folder holds none of the four files and ``root`` itself holds some of them, gzipped or
+    not: then from ``root`` directly, never downloading (see :func:`load_mnist_idx_folder`).
+    """
     folder = mnist_folder(root)
+    if not any((folder / f).is_file() for f in MNIST_FILES) and any(
+        find_mnist_files(root).values()
+    ):
+        return load_mnist_idx_folder(root)
     train = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=True, download=download)
     test = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=False, download=download)
     # torchvision holds MNIST as a (N, 28, 28) uint8 tensor and int64 labels.
     return RawData(
-        x_train=_normalise(train.data.unsqueeze(1), MNIST_MEAN, MNIST_STD),
+        x_train=normalise_mnist(train.data),
         y_train=torch.as_tensor(train.targets, dtype=torch.int64),
-        x_test=_normalise(test.data.unsqueeze(1), MNIST_MEAN, MNIST_STD),
+        x_test=normalise_mnist(test.data),
         y_test=torch.as_tensor(test.targets, dtype=torch.int64),
         num_classes=10,
     )
+
+
+def load_mnist_idx_folder(folder: Path) -> RawData:
+    """MNIST from a folder that holds its four IDX files directly, each gzipped or not;
+    normalised exactly as through torchvision.
+
+    Nothing is downloaded into such a folder: it is taken to hold what its owner means to use.
+    """
+    folder = Path(folder)
+    missing = [name for name, path in find_mnist_files(folder).items() if path is None]
+    if missing:
+        raise DatasetNotFoundError(
+            f"MNIST in {folder} is incomplete: it lacks {', '.join(missing)} (each may be "
+            f"gzipped, with .gz appended). A folder holding MNIST's IDX files directly must hold "
+            f"all four ({', '.join(MNIST_FILES)}) and is never downloaded into. To use the "
+            f"splits you have, read them with l2t_gym.data.read_mnist_idx(folder, split) and "
+            f"bring your own arrays: L2TEnv('mnist', data=RawData.from_arrays(x_train, y_train, "
+            f"x_test, y_test, num_classes=10)). To have torchvision download MNIST instead, "
+            f"choose a data_root with no IDX files in it (it fetches into <data_root>/MNIST/raw)."
+        )
+    x_train, y_train = read_mnist_idx(folder, "train")
+    x_test, y_test = read_mnist_idx(folder, "test")
+    return RawData(
+        x_train=normalise_mnist(x_train),
+        y_train=torch.from_numpy(y_train),
+        x_test=normalise_mnist(x_test),
+        y_test=torch.from_numpy(y_test),
+        num_classes=10,
+    )
+
+
+def normalise_mnist(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 MNIST images (N, 28, 28) or (N, 1, 28, 28), pixels 0..255, -> the float32
+    (N, 1, 28, 28) the MNIST task trains on: ``(x / 255 - 0.1307) / 0.3081``, computed exactly as
+    the loader computes it, so arrays from elsewhere match it bit for bit."""
+    t = torch.as_tensor(images)
+    if t.dtype != torch.uint8:
+        # Floats in 0..1 or 0..255 both exist in the wild; guessing which would go unnoticed.
+        raise TypeError(
+            f"expected uint8 pixels 0..255, got {t.dtype}; convert whole-numbered 0..255 "
+            f"values with .astype(np.uint8) first"
+        )
+    shape = tuple(t.shape)
+    if t.dim() == 3:
+        t = t.unsqueeze(1)
+    if t.dim() != 4 or tuple(t.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"expected images (N, 28, 28) or (N, 1, 28, 28), got {shape}")
+    return _normalise(t, MNIST_MEAN, MNIST_STD)
 
 
 def load_cifar10(root: Path, download: bool) -> RawData:
@@ -144,7 +209,8 @@ def _guidance(name: str, root: Path, folder: Path, files: Sequence[str]) -> str:
     return (
         f"{name} is read from {folder}, which must hold {', '.join(files)} "
         f"({_FILE_NOTES[name]}). "
-        f"Pass download=True to fetch them (needs network), or copy them there yourself. "
+        f"Pass download=True to fetch them (needs network), or copy them there yourself."
+        f"{_ALTERNATIVES.get(name, '')} "
         f"The data root (here {root}) is chosen by data_root= or, failing that, "
         f"the L2T_DATA environment variable."
     )
