@@ -212,23 +212,28 @@ def _config(args: argparse.Namespace) -> ReinforceConfig:
         students_per_update=args.students_per_update,
         lr=args.lr,
         baseline_momentum=args.baseline_momentum,
+        baseline=args.baseline,
+        repeats=args.repeats,
         patience=args.patience,
         checkpoint_every=getattr(args, "checkpoint_every", 0),
         seed=args.seed,
     )
 
 
+def parse_key_value(item: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> (key, value), the value read as a Python literal (``tau=0.9``,
+    ``student="mlp-256"``) or kept as a bare word (``split=student``); ValueError otherwise."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--env-arg expects KEY=VALUE, got {item!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"device": args.device}
-    for item in args.env_arg:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--env-arg expects KEY=VALUE, got {item!r}")
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value  # a bare word, e.g. split=student
-    return kwargs
+    return {"device": args.device, **dict(parse_key_value(item) for item in args.env_arg)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -247,6 +252,15 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--students-per-update", type=int, default=4)
         sp.add_argument("--lr", type=float, default=0.03, help="Adam's learning rate")
         sp.add_argument("--baseline-momentum", type=float, default=0.9)
+        sp.add_argument(
+            "--baseline",
+            choices=("moving", "seed"),
+            default="moving",
+            help="moving average (the paper) or leave-one-out over repeats of a student seed",
+        )
+        sp.add_argument(
+            "--repeats", type=int, default=1, help="runs of each student seed per update"
+        )
         sp.add_argument(
             "--vector",
             action="store_true",

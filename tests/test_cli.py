@@ -163,3 +163,13 @@ def test_train_side_by_side(tmp_path, capsys):
     )
     history = json.loads((tmp_path / "training.json").read_text())
     assert [r["episode"] for r in history] == [0, 1, 2, 3]
+
+
+def test_train_with_the_seed_baseline(tmp_path, capsys):
+    base = ["train", "L2T-Digits-v0", "--out", str(tmp_path), "--device", "cpu", "--quiet"]
+    base += ["--episodes", "4", "--students-per-update", "2", "--env-arg", "max_iters=20"]
+    assert main([*base, "--baseline", "seed"]) == 2
+    assert "repeats >= 2" in capsys.readouterr().err
+    assert main([*base, "--baseline", "seed", "--repeats", "2", "--checkpoint-every", "0"]) == 0
+    history = json.loads((tmp_path / "training.json").read_text())
+    assert len(history) == 4

@@ -8,7 +8,14 @@ import torch
 from synthetic_env import SyntheticTeachingEnv
 
 from l2t_gym.teachers import BernoulliTeacher
-from l2t_gym.teachers.reinforce import ReinforceConfig, ReinforceTrainer, reinforce_loss
+from l2t_gym.teachers.reinforce import (
+    ReinforceConfig,
+    ReinforceTrainer,
+    env_seed,
+    episode_seed,
+    reinforce_loss,
+    seed_baseline,
+)
 
 
 def test_loss_against_a_hand_computed_case():
@@ -148,3 +155,58 @@ def test_vector_env_must_match_students_per_update():
         ReinforceTrainer(
             env, BernoulliTeacher(env.feature_names, seed=0), ReinforceConfig(students_per_update=2)
         )
+
+
+def test_seed_baseline_is_leave_one_out_within_a_student_seed():
+    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0, 6.0, 0.5])
+    base = seed_baseline(rewards, [7, 7, 9, 9, 9, 11], fallback=-1.0)
+    # seed 7: each run's other run; seed 9: mean of the two others; seed 11: alone -> fallback
+    torch.testing.assert_close(base, torch.tensor([2.0, 1.0, 5.0, 4.5, 3.5, -1.0]))
+
+
+def test_repeats_share_the_student_seed_but_not_the_sampling():
+    assert env_seed(3, 0, 2) == env_seed(3, 1, 2) == episode_seed(3, 0)
+    assert env_seed(3, 2, 2) == env_seed(3, 3, 2) == episode_seed(3, 2) != env_seed(3, 1, 2)
+    assert [env_seed(3, e) for e in range(4)] == [episode_seed(3, e) for e in range(4)]
+
+    class Recording(SyntheticTeachingEnv):
+        seeds: list = []
+
+        def reset(self, *, seed=None, options=None):
+            self.seeds.append(seed)
+            return super().reset(seed=seed, options=options)
+
+    env = Recording()
+    config = ReinforceConfig(students_per_update=2, repeats=2, baseline="seed", seed=3)
+    trainer = ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0), config)
+    log_probs = [trainer.run_episode(episode)[0].item() for episode in range(4)]
+    assert env.seeds == [env_seed(3, e, 2) for e in range(4)]
+    assert env.seeds[0] == env.seeds[1] != env.seeds[2] == env.seeds[3]
+    # Same student, different draws of the teacher: the runs differ.
+    assert log_probs[0] != log_probs[1] and log_probs[2] != log_probs[3]
+
+
+def test_seed_baseline_learns_the_known_rule():
+    env = SyntheticTeachingEnv()
+    teacher = BernoulliTeacher(env.feature_names, seed=0)
+    config = ReinforceConfig(
+        episodes=240, students_per_update=4, repeats=2, baseline="seed", lr=0.03, seed=0
+    )
+    history = ReinforceTrainer(env, teacher, config).train()
+    first = np.mean([r["reward"] for r in history[:40]])
+    last = np.mean([r["reward"] for r in history[-40:]])
+    assert last > first + 0.25
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"baseline": "mean"},
+        {"baseline": "seed"},  # repeats=1: no other run to compare with
+        {"students_per_update": 4, "repeats": 3},
+        {"repeats": 0},
+    ],
+)
+def test_bad_baseline_config(bad):
+    with pytest.raises(ValueError):
+        ReinforceConfig(**bad)
