@@ -1,0 +1,101 @@
+"""Tune REINFORCE for the L2T teacher without looking at the students it is compared on.
+
+Every setting trains a teacher on the teacher fold, then teaches held-out students *of the
+teacher fold* (seeds no training episode used), next to NoTeach and LossRank at the teacher's own
+keep ratio. The student fold stays untouched until compare_teachers.py runs the chosen setting.
+
+    python benchmarks/tune_teacher.py --task digits --grid lr=0.01,0.03 init_keep=0.5,0.9 \\
+        --base episodes=1600 vector=True students_per_update=16 --out benchmarks/out/tune
+
+``--grid`` names Config fields with comma-separated values (every combination is run);
+``--base`` sets the others. Prints a table and writes tune.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import statistics
+import sys
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+from compare_teachers import Config, env_factory, key_value, train_teacher
+
+from l2t_gym.evaluation import evaluate
+from l2t_gym.stats import paired_ttest
+from l2t_gym.teachers import LossRank, NoTeach
+
+# Far above any training episode's seed (episode_seed(s, e) = s * 1_000_003 + e, mod 2**31).
+HELD_OUT = 2_000_000_000
+
+
+def run(cfg: Config, students: int) -> dict:
+    start = time.perf_counter()
+    teacher, history = train_teacher(cfg, env_factory(cfg, "teacher"))
+    seconds = time.perf_counter() - start
+    seeds = list(range(HELD_OUT, HELD_OUT + students))
+    make_env = env_factory(cfg, "teacher")
+    learned = evaluate(make_env, {"l2t": teacher}, seeds)["l2t"]
+    ratio = statistics.fmean(r.kept_ratio for r in learned)
+    others = evaluate(make_env, {"noteach": NoTeach(), "lossrank": LossRank(ratio)}, seeds)
+    eff = {k: [r.effective_instances for r in v] for k, v in {**others, "l2t": learned}.items()}
+    last = history[-min(len(history), 5 * cfg.students_per_update) :]
+    return {
+        "train_seconds": round(seconds),
+        "train_reward_last": round(statistics.fmean(r["reward"] for r in last), 3),
+        "keep": round(ratio, 3),
+        "l2t": statistics.fmean(eff["l2t"]),
+        "noteach": statistics.fmean(eff["noteach"]),
+        "lossrank_same_ratio": statistics.fmean(eff["lossrank"]),
+        "vs_noteach_p": paired_ttest(eff["l2t"], eff["noteach"]).p,
+        "vs_lossrank_p": paired_ttest(eff["l2t"], eff["lossrank"]).p,
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--task", default="digits")
+    ap.add_argument("--grid", nargs="+", default=[], metavar="FIELD=V1,V2")
+    ap.add_argument("--base", nargs="*", default=[], metavar="FIELD=VALUE")
+    ap.add_argument("--students", type=int, default=20, help="held-out teacher-fold students")
+    ap.add_argument("--out", default="benchmarks/out/tune")
+    args = ap.parse_args(argv)
+    names = {f.name for f in fields(Config)}
+    base = dict(key_value(item) for item in args.base)
+    grid = {}
+    for item in args.grid:
+        key, _, values = item.partition("=")
+        grid[key] = [key_value(f"{key}={v}")[1] for v in values.split(",")]
+    for key in [*base, *grid]:
+        if key not in names:
+            raise SystemExit(f"{key!r} is not a Config field; expected one of {sorted(names)}")
+    cfg0 = replace(Config(task=args.task), **base)
+    torch.set_num_threads(cfg0.threads)
+    rows = []
+    for combo in itertools.product(*grid.values()):
+        cfg = replace(cfg0, **dict(zip(grid, combo, strict=True)))
+        row = {**dict(zip(grid, combo, strict=True)), **run(cfg, args.students)}
+        rows.append(row)
+        print(" ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "tune.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (out / "base_config.txt").write_text(repr(asdict(cfg0)) + "\n")
+    return rows
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
