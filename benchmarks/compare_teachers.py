@@ -44,6 +44,7 @@ import torch
 import l2t_gym  # noqa: F401  (registers the envs)
 from l2t_gym.cli import parse_key_value
 from l2t_gym.evaluation import (
+    budgets,
     cheapest,
     compare_costs,
     evaluate,
@@ -141,7 +142,19 @@ def train_teacher(cfg: Config, make_env: Callable[[], gym.Env]) -> tuple[Bernoul
             kwargs["data"] = offline_data(cfg.offline_mnist)
         env = gym.make_vec(cfg.env_id(), num_envs=cfg.students_per_update, **kwargs)
     teacher = BernoulliTeacher(names, init_keep=cfg.init_keep, seed=cfg.train_seed)
-    history = ReinforceTrainer(env, teacher, config).train()
+    every = 10 * cfg.students_per_update
+
+    def progress(record: dict) -> None:
+        done = record["episode"] + 1
+        if done % every == 0 or done == cfg.episodes:
+            print(
+                f"  episode {done}/{cfg.episodes}: reward {record['reward']:.3f}, baseline "
+                f"{record['baseline']:.3f}, keep {record['keep_ratio']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    history = ReinforceTrainer(env, teacher, config).train(callback=progress)
     return teacher, history
 
 
@@ -206,23 +219,30 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.students))
     heuristics = [n for n in results if n not in learned]
-    best = cheapest(results, heuristics)
+    env = env_factory(cfg, "student")().unwrapped
+    budget = budgets(env.max_iters, env.batch_size)
+    best = cheapest(results, heuristics, budget=budget["effective_instances"])
     costs = ["effective_instances", "iterations", "instances_seen", "seconds"]
     lines = [f"## {title}", "", *notes, ""]
     lines += [markdown_summary(summarise(n, runs) for n, runs in results.items()), ""]
     lines += [
         "Costs to tau are mean ± std (median) over the students that reached tau. The tests "
-        "use every run's totals at its end (a run that never reached tau counts with what it "
-        f"spent); the cheapest heuristic by effective instances is **{best}**.",
+        "use every run: one that never reached tau counts with what it spent or the budget "
+        f"(T' iterations, T'·M instances), whichever is larger; the cheapest heuristic by "
+        f"effective instances is **{best}**.",
         "",
     ]
-    rows = [c for ref in heuristics for c in compare_costs(results, ref, costs[0], learned)]
+
+    def against(ref: str, cost: str, teachers: list[str]) -> list:
+        return compare_costs(results, ref, cost, teachers, budget[cost])
+
+    rows = [c for ref in heuristics for c in against(ref, costs[0], learned)]
     lines += ["Effective instances against every heuristic:", "", markdown_comparisons(rows), ""]
     for ref in dict.fromkeys(["noteach", best]):
-        rows = [c for cost in costs[1:] for c in compare_costs(results, ref, cost, learned)]
+        rows = [c for cost in costs[1:] for c in against(ref, cost, learned)]
         lines += [f"Other costs against {ref}:", "", markdown_comparisons(rows), ""]
     if best != "noteach":
-        rows = compare_costs(results, "noteach", "effective_instances", heuristics)
+        rows = against("noteach", costs[0], heuristics)
         lines += ["Heuristics against NoTeach:", "", markdown_comparisons(rows), ""]
     summary = "\n".join(lines)
     (out / "summary.md").write_text(summary + "\n")

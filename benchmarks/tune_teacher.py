@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from compare_teachers import Config, env_factory, key_value, train_teacher
 
-from l2t_gym.evaluation import evaluate
+from l2t_gym.evaluation import budgets, censored_costs, evaluate
 from l2t_gym.stats import paired_ttest
 from l2t_gym.teachers import LossRank, NoTeach
 
@@ -42,12 +42,16 @@ def run(cfg: Config, students: int) -> dict:
     learned = evaluate(make_env, {"l2t": teacher}, seeds)["l2t"]
     ratio = statistics.fmean(r.kept_ratio for r in learned)
     others = evaluate(make_env, {"noteach": NoTeach(), "lossrank": LossRank(ratio)}, seeds)
-    eff = {k: [r.effective_instances for r in v] for k, v in {**others, "l2t": learned}.items()}
+    env = make_env().unwrapped
+    budget = budgets(env.max_iters, env.batch_size)["effective_instances"]
+    runs = {**others, "l2t": learned}
+    eff = {k: censored_costs(v, "effective_instances", budget) for k, v in runs.items()}
     last = history[-min(len(history), 5 * cfg.students_per_update) :]
     return {
         "train_seconds": round(seconds),
         "train_reward_last": round(statistics.fmean(r["reward"] for r in last), 3),
         "keep": round(ratio, 3),
+        "reached": sum(r.reached_tau for r in learned),
         "l2t": statistics.fmean(eff["l2t"]),
         "noteach": statistics.fmean(eff["noteach"]),
         "lossrank_same_ratio": statistics.fmean(eff["lossrank"]),

@@ -4,10 +4,12 @@ accuracy against effective training instances (and candidates seen, iterations, 
 
 Cost to tau. Every episode stops when its student first reaches tau, so a run's totals at its end
 (iterations, effective instances, candidates, seconds) *are* its cost to tau when it got there.
-For a run that never did, they are what it spent before the budget ran out: a lower bound of its
-cost to tau. The significance tests use these end totals for every run (so a run that fails
-counts against its teacher at least as the budget it burnt), and the tables count such runs
-explicitly and leave them out of the means.
+A run that never did has no cost to tau; the tables count such runs explicitly and leave them out
+of the means. The significance tests need a number for every run (dropping failures would
+favour the teacher that fails), so :func:`censored_costs` gives a failed run what it spent or
+the budget, whichever is larger: a teacher that drops everything is truncated after spending
+almost no iterations, and must not look cheap for it. The budget of iterations is T', of
+effective instances T' x M; candidates and seconds count what was spent.
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ def plot_cost_box(
     cost: str = "effective_instances",
 ) -> None:
     """A box plot of each teacher's cost to tau over its students; runs that never reached tau
-    are drawn as red crosses at what they spent (a lower bound) and left out of the box."""
+    are drawn as red crosses at what they spent and left out of the box."""
     plt = _pyplot()
     names = list(results)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(names)), 4.5))
@@ -218,8 +220,8 @@ def plot_cost_box(
         if missed:
             ax.scatter([i] * len(missed), missed, marker="x", color="red", zorder=3)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20, ha="right")
-    ax.set_ylabel(f"{COSTS[cost]} to tau")
-    ax.set_title(title + " (x: never reached tau)")
+    ax.set_ylabel(f"{COSTS[cost]} to tau\n(x: never reached tau, what it spent)")
+    ax.set_title(title, fontsize="medium", wrap=True)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
 
@@ -325,24 +327,46 @@ class Comparison:
         return self.paired.diff / self.reference_mean if self.reference_mean else math.nan
 
 
+def censored_costs(
+    runs: Sequence[EpisodeResult], cost: str, budget: float | None = None
+) -> list[float]:
+    """Each run's total of ``cost`` at its end; for a run that never reached tau, at least
+    ``budget`` (see the module docstring)."""
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {list(COSTS)}")
+    values = [float(getattr(r, cost)) for r in runs]
+    if budget is None:
+        return values
+    return [v if r.reached_tau else max(v, budget) for v, r in zip(values, runs, strict=True)]
+
+
+def budgets(max_iters: int, batch_size: int) -> dict[str, float | None]:
+    """The budget of each cost for :func:`censored_costs`, from the env's T' and M."""
+    return {
+        "iterations": max_iters,
+        "effective_instances": max_iters * batch_size,
+        "instances_seen": None,
+        "seconds": None,
+    }
+
+
 def compare_costs(
     results: Mapping[str, Sequence[EpisodeResult]],
     reference: str,
     cost: str = "effective_instances",
     teachers: Sequence[str] | None = None,
+    budget: float | None = None,
 ) -> list[Comparison]:
     """Every teacher in ``teachers`` (default: all but the reference) against ``reference``,
-    on the per-run totals of ``cost`` (a key of :data:`COSTS`)."""
-    if cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {list(COSTS)}")
+    on the per-run :func:`censored_costs` of ``cost`` (a key of :data:`COSTS`)."""
     if reference not in results:
         raise ValueError(f"no runs of the reference {reference!r}; have {list(results)}")
-    ref = [float(getattr(r, cost)) for r in results[reference]]
+    ref = censored_costs(results[reference], cost, budget)
     out = []
     for name in teachers if teachers is not None else [n for n in results if n != reference]:
         if name == reference:
             continue
-        x = [float(getattr(r, cost)) for r in results[name]]
+        x = censored_costs(results[name], cost, budget)
         out.append(
             Comparison(
                 name,
@@ -361,12 +385,13 @@ def cheapest(
     results: Mapping[str, Sequence[EpisodeResult]],
     teachers: Iterable[str],
     cost: str = "effective_instances",
+    budget: float | None = None,
 ) -> str:
-    """The teacher among ``teachers`` with the lowest mean per-run total of ``cost``."""
+    """The teacher among ``teachers`` with the lowest mean :func:`censored_costs` of ``cost``."""
     names = list(teachers)
     if not names:
         raise ValueError("no teachers to choose from")
-    return min(names, key=lambda n: statistics.fmean(getattr(r, cost) for r in results[n]))
+    return min(names, key=lambda n: statistics.fmean(censored_costs(results[n], cost, budget)))
 
 
 def markdown_summary(summaries: Iterable[Summary]) -> str:

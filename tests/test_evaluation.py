@@ -11,6 +11,8 @@ import pytest
 
 from l2t_gym import L2TEnv
 from l2t_gym.evaluation import (
+    budgets,
+    censored_costs,
     cheapest,
     compare_costs,
     markdown_comparisons,
@@ -92,6 +94,20 @@ def test_compare_costs_counts_every_run_with_its_totals(results):
     assert seen.paired.diff > 0  # ...in iterations, not in forward passes
     table = markdown_comparisons(rows)
     assert table.count("\n") == 3 and "| lossrank | noteach | effective instances |" in table
+
+
+def test_failed_runs_count_at_least_the_budget(results):
+    # A teacher that drops everything is truncated after 3 iterations: it must not look cheap.
+    results = {**results, "dropall": [fake_run(3, reached=False, keep=0.01)] * 4}
+    raw = compare_costs(results, "noteach", "iterations", ["dropall"])[0]
+    assert raw.teacher_mean == 3 and raw.paired.diff < 0
+    fair = compare_costs(results, "noteach", "iterations", ["dropall"], budget=100)[0]
+    assert fair.teacher_mean == 100 and fair.paired.diff > 0
+    # Runs that reached tau keep their own totals; failed ones above the budget keep theirs.
+    assert censored_costs(results["l2t"], "iterations", budget=80) == [30, 100, 35, 50]
+    assert censored_costs(results["l2t"], "iterations", budget=120) == [30, 120, 35, 50]
+    assert budgets(100, 32)["effective_instances"] == 3200
+    assert cheapest(results, ["noteach", "dropall"], "iterations", budget=100) == "noteach"
 
 
 def test_compare_costs_bad_arguments(results):
