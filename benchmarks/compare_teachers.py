@@ -192,11 +192,16 @@ def compare(
     make_env: Callable[[], gym.Env],
     best_ratio: float,
 ) -> dict[str, list[EpisodeResult]]:
-    """The learned teachers first, then the heuristics at their mean keep ratio."""
+    """The heuristics at the first learned teacher's mean keep ratio, and the learned teachers.
+
+    The first learned teacher runs once alone to measure its keep ratio, then again with the
+    others, interleaved seed by seed (see ``evaluate``): the same episodes, but wall-clock
+    measured under the same conditions for every teacher.
+    """
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.students))
-    results = evaluate(make_env, learned, seeds)
     first = next(iter(learned))
-    ratio = min(max(statistics.fmean(r.kept_ratio for r in results[first]), 0.01), 1.0)
+    probe = evaluate(make_env, {first: learned[first]}, seeds)[first]
+    ratio = min(max(statistics.fmean(r.kept_ratio for r in probe), 0.01), 1.0)
     heuristics = {
         "noteach": NoTeach(),
         f"rand {ratio:.2f}": RandTeach(ratio),
@@ -204,7 +209,7 @@ def compare(
         f"lossrank {best_ratio:.2f} (best)": LossRank(best_ratio),
         "spl": SelfPaced(),
     }
-    return {**evaluate(make_env, heuristics, seeds), **results}
+    return evaluate(make_env, {**heuristics, **learned}, seeds)
 
 
 def report(

@@ -33,6 +33,7 @@ from compare_teachers import (
     compare,
     env_factory,
     key_value,
+    load_extra,
     report,
     train_teacher,
 )
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
         transferred.save(out / "source_teacher.safetensors", task=source.task)
         notes.append(_trained_note("transferred teacher, on the source", history, start))
     learned: dict[str, Teacher] = {"transferred": transferred}
+    for spec in args.extra:
+        name, extra = load_extra(spec, target_names, "PPO")
+        learned[name] = extra
     if args.native_episodes:
         start = time.perf_counter()
         native_cfg = replace(target, episodes=args.native_episodes)
@@ -149,6 +153,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--target-offline-mnist", default=None, metavar="DIR")
     ap.add_argument("--teacher", default=None, help="a saved source teacher (skips training)")
     ap.add_argument("--native-episodes", type=int, default=0, help="0: no native teacher")
+    ap.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another saved teacher to compare on the target, e.g. one trained there",
+    )
     ap.add_argument("--episodes", type=int, default=d.episodes)
     ap.add_argument("--students-per-update", type=int, default=d.students_per_update)
     ap.add_argument("--lr", type=float, default=d.lr)

@@ -68,12 +68,15 @@ def evaluate(
     progress: Callable[[str, int, EpisodeResult], None] | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Every teacher teaches one fresh student per seed; the same seeds for every teacher, so
-    runs are paired (same initialisation and data order until the teachers' choices differ)."""
+    runs are paired (same initialisation and data order until the teachers' choices differ).
+
+    Seed by seed, every teacher in turn: the machine's speed drifts (other jobs, clocks), and
+    interleaving spreads that drift over the teachers instead of charging it to one of them.
+    """
     env = make_env()
-    results: dict[str, list[EpisodeResult]] = {}
-    for name, teacher in teachers.items():
-        results[name] = []
-        for seed in seeds:
+    results: dict[str, list[EpisodeResult]] = {name: [] for name in teachers}
+    for seed in seeds:
+        for name, teacher in teachers.items():
             result = run_episode(env, teacher, seed=seed)
             results[name].append(result)
             if progress is not None:

@@ -102,3 +102,30 @@ def test_tune_teacher_smoke(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert bad.returncode != 0 and "not a Config field" in bad.stderr
+
+
+def test_transfer_loads_its_teachers(tmp_path):
+    first = run(
+        "benchmarks/transfer.py",
+        *TINY[:8],
+        "--ratios",
+        "0.5",
+        "--source-arg",
+        "max_iters=15",
+        "--target-arg",
+        "max_iters=15",
+        "--out",
+        str(tmp_path / "a"),
+    )
+    assert "| transferred |" in first
+    saved = str(tmp_path / "a" / "source_teacher.safetensors")
+    args = ["--teacher", saved, "--extra", f"again={saved}", "--target-arg", "max_iters=15"]
+    out = run(
+        "benchmarks/transfer.py", *TINY[:2], "--ratios", "0.5", *args, "--out", str(tmp_path / "b")
+    )
+    assert "| again |" in out and "loaded from" in out
+    # Both are the same teacher on the same seeds: identical runs.
+    rows = list(csv.DictReader((tmp_path / "b" / "runs.csv").open()))
+    trans = [r["iteration"] for r in rows if r["teacher"] == "transferred"]
+    again = [r["iteration"] for r in rows if r["teacher"] == "again"]
+    assert trans == again and trans
