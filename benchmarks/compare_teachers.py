@@ -243,6 +243,9 @@ def report(
 
     rows = [c for ref in heuristics for c in against(ref, costs[0], learned)]
     lines += ["Effective instances against every heuristic:", "", markdown_comparisons(rows), ""]
+    if len(learned) > 1:
+        rows = [c for ref in learned[1:] for c in against(ref, costs[0], learned[:1])]
+        lines += ["Learned teachers against each other:", "", markdown_comparisons(rows), ""]
     for ref in dict.fromkeys(["noteach", best]):
         rows = [c for cost in costs[1:] for c in against(ref, cost, learned)]
         lines += [f"Other costs against {ref}:", "", markdown_comparisons(rows), ""]

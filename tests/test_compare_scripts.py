@@ -33,6 +33,9 @@ def test_compare_teachers_smoke(tmp_path):
     args = ["--teacher", str(saved), "--extra", f"again={saved}", "--candidate-cost", "0.25"]
     out = run("benchmarks/compare_teachers.py", *TINY, *args, "--out", str(tmp_path / "b"))
     assert "| again |" in out and "candidate_cost=0.25" in out
+    # The same teacher twice: the learned-against-learned table shows a zero difference.
+    assert "Learned teachers against each other" in out
+    assert "| l2t | again | effective instances |" in out and "+0 (+0, +0)" in out
 
 
 def test_load_extra_reads_an_sb3_model(tmp_path):
@@ -85,6 +88,18 @@ def test_transfer_smoke(tmp_path):
     assert "| transferred |" in out and "| native |" in out and "with mlp-128" in out
     assert (tmp_path / "source_teacher.safetensors").exists()
     assert (tmp_path / "summary.md").read_text().startswith("## transfer L2T-Digits-v0")
+    # The saved teacher comes back as the transferred one and as an extra one.
+    saved = str(tmp_path / "source_teacher.safetensors")
+    args = ["--teacher", saved, "--extra", f"again={saved}", "--target-arg", "max_iters=15"]
+    out = run(
+        "benchmarks/transfer.py", *TINY[:2], "--ratios", "0.5", *args, "--out", str(tmp_path / "b")
+    )
+    assert "| again |" in out and "loaded from" in out
+    # Both are the same teacher on the same seeds: identical runs.
+    rows = list(csv.DictReader((tmp_path / "b" / "runs.csv").open()))
+    trans = [r["iteration"] for r in rows if r["teacher"] == "transferred"]
+    again = [r["iteration"] for r in rows if r["teacher"] == "again"]
+    assert trans == again and trans
 
 
 def test_tune_teacher_smoke(tmp_path):
@@ -102,30 +117,3 @@ def test_tune_teacher_smoke(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert bad.returncode != 0 and "not a Config field" in bad.stderr
-
-
-def test_transfer_loads_its_teachers(tmp_path):
-    first = run(
-        "benchmarks/transfer.py",
-        *TINY[:8],
-        "--ratios",
-        "0.5",
-        "--source-arg",
-        "max_iters=15",
-        "--target-arg",
-        "max_iters=15",
-        "--out",
-        str(tmp_path / "a"),
-    )
-    assert "| transferred |" in first
-    saved = str(tmp_path / "a" / "source_teacher.safetensors")
-    args = ["--teacher", saved, "--extra", f"again={saved}", "--target-arg", "max_iters=15"]
-    out = run(
-        "benchmarks/transfer.py", *TINY[:2], "--ratios", "0.5", *args, "--out", str(tmp_path / "b")
-    )
-    assert "| again |" in out and "loaded from" in out
-    # Both are the same teacher on the same seeds: identical runs.
-    rows = list(csv.DictReader((tmp_path / "b" / "runs.csv").open()))
-    trans = [r["iteration"] for r in rows if r["teacher"] == "transferred"]
-    again = [r["iteration"] for r in rows if r["teacher"] == "again"]
-    assert trans == again and trans
