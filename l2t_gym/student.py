@@ -182,7 +182,7 @@ class StudentRun:
         self._loss_sum = torch.zeros((), device=self.device)
         # Setting the flag directly is what model.train()/eval() do, minus a recursive walk that
         # costs as much as a small student's dev evaluation.
-        self._modules = list(model.modules())
+        self._module_dicts = [module.__dict__ for module in model.modules()]
         self._candidate: _Candidate | None = None
         if compile is True:
             compile = StudentCompiler()
@@ -297,6 +297,8 @@ class StudentRun:
         them; a compiled call that fails part way may have updated them, and the eager retry
         must start from where the failed call did.
         """
+        if self._compiled is None and self.precision == "fp32":
+            return self.model(x)  # the default path, without entering a null context
         with autocast(self.device, self.precision):
             if self._compiled is None:
                 return self.model(x)
@@ -323,8 +325,11 @@ class StudentRun:
         self.effective_instances += len(y)
 
     def _set_training(self, flag: bool) -> None:
-        for module in self._modules:
-            module.training = flag
+        # ``training`` is a plain instance attribute; nn.Module.__setattr__ would first look for
+        # parameters, buffers and submodules of that name, ~5 us a module, and a Digits student
+        # is evaluated after every iteration.
+        for attributes in self._module_dicts:
+            attributes["training"] = flag
 
     def _restore(self, saved: list[torch.Tensor]) -> None:
         # Through .data: the kept graph's BatchNorm nodes hold the running statistics, and a
