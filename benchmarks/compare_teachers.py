@@ -82,6 +82,7 @@ class Config:
     first_seed: int = 1000
     candidate_cost: float = 0.0
     teacher: str | None = None  # a saved BernoulliTeacher to load instead of training one
+    init_teacher: str | None = None  # a saved BernoulliTeacher to start training from
     extra: list[str] = field(default_factory=list)  # NAME=PATH (.safetensors or SB3 .zip)
     sb3_algo: str = "PPO"
     episodes: int = 300
@@ -141,7 +142,12 @@ def train_teacher(cfg: Config, make_env: Callable[[], gym.Env]) -> tuple[Bernoul
         if cfg.offline_mnist:
             kwargs["data"] = offline_data(cfg.offline_mnist)
         env = gym.make_vec(cfg.env_id(), num_envs=cfg.students_per_update, **kwargs)
-    teacher = BernoulliTeacher(names, init_keep=cfg.init_keep, seed=cfg.train_seed)
+    if cfg.init_teacher:  # warm start, e.g. from a teacher trained on another task
+        teacher = BernoulliTeacher.load(
+            cfg.init_teacher, expected_feature_names=names, seed=cfg.train_seed
+        )
+    else:
+        teacher = BernoulliTeacher(names, init_keep=cfg.init_keep, seed=cfg.train_seed)
     every = 10 * cfg.students_per_update
 
     def progress(record: dict) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_scripts import run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -117,3 +118,28 @@ def test_tune_teacher_smoke(tmp_path):
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert bad.returncode != 0 and "not a Config field" in bad.stderr
+
+
+def test_training_can_start_from_a_saved_teacher(tmp_path):
+    from l2t_gym import L2TEnv
+    from l2t_gym.teachers import BernoulliTeacher
+
+    names = L2TEnv("digits", device="cpu").feature_names
+    saved = BernoulliTeacher(names, init_keep=0.2, seed=5)
+    saved.save(tmp_path / "t.safetensors")
+    cfg = compare_teachers.Config(
+        episodes=1,
+        students_per_update=1,
+        lr=1e-9,
+        env_args={"max_iters": 5, "device": "cpu"},
+        init_teacher=str(tmp_path / "t.safetensors"),
+    )
+    teacher, history = compare_teachers.train_teacher(
+        cfg, compare_teachers.env_factory(cfg, "teacher")
+    )
+    assert len(history) == 1
+    for a, b in zip(teacher.policy.parameters(), saved.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)  # lr 1e-9: it starts where it was
+    fresh = compare_teachers.Config(**{**cfg.__dict__, "init_teacher": None})
+    other, _ = compare_teachers.train_teacher(fresh, compare_teachers.env_factory(fresh, "teacher"))
+    assert not torch.allclose(other.policy[2].bias, saved.policy[2].bias)
