@@ -85,6 +85,11 @@ class L2TVectorEnv(VectorEnv):
             )
         if template.compile:
             raise ValueError("compile=True is not supported by the vector env; use L2TEnv")
+        if template.report_test == "eval":
+            raise ValueError(
+                "report_test='eval' is not supported by the vector env (it reports test "
+                "accuracy at the end of an episode: report_test=True); use L2TEnv for curves"
+            )
         mlp = isinstance(template.student, str) and template.student.startswith("mlp-")
         if template.precision == "bf16" and not mlp:
             raise ValueError(

@@ -284,6 +284,7 @@ def test_compile_uses_the_compiled_forward_when_it_works(cifar_like, fake_compil
         ({"channels_last": True}, "channels_last"),
         ({"precision": "bf16", "student": "resnet20"}, "precision='bf16'"),
         ({"compile": True, "student": "resnet20"}, "compile"),
+        ({"report_test": "eval"}, "report_test='eval'"),
     ],
 )
 def test_vector_env_refuses_what_it_cannot_honour(cifar_like, kwargs, words):
