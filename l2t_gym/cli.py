@@ -45,7 +45,14 @@ def demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     env_kwargs = {"device": args.device}
     teacher, _ = _train(
-        "L2T-Digits-v0", env_kwargs, out, _config(args), False, args.quiet, args.vector
+        "L2T-Digits-v0",
+        env_kwargs,
+        out,
+        _config(args),
+        False,
+        args.quiet,
+        args.vector,
+        args.init_keep,
     )
     print(f"trained teacher saved to {out / TEACHER_FILE}")
     _compare(
@@ -70,6 +77,7 @@ def train(args: argparse.Namespace) -> int:
         args.resume,
         args.quiet,
         args.vector,
+        args.init_keep,
     )
     print(f"teacher saved to {Path(args.out) / TEACHER_FILE}")
     return 0
@@ -110,6 +118,7 @@ def _train(
     resume: bool,
     quiet: bool,
     vector: bool = False,
+    init_keep: float = 0.9,
 ):
     if vector:
         # The students of one update train side by side in one native vector env.
@@ -120,7 +129,7 @@ def _train(
     else:
         env = gym.make(env_id, split="teacher", **env_kwargs)
         task = env.unwrapped.task
-    teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=config.seed)
+    teacher = BernoulliTeacher(env.unwrapped.feature_names, init_keep=init_keep, seed=config.seed)
     trainer = ReinforceTrainer(
         env,
         teacher,
@@ -252,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--students-per-update", type=int, default=4)
         sp.add_argument("--lr", type=float, default=0.03, help="Adam's learning rate")
         sp.add_argument("--baseline-momentum", type=float, default=0.9)
+        sp.add_argument(
+            "--init-keep",
+            type=float,
+            default=0.9,
+            help="keep probability of the untrained teacher (default: %(default)s)",
+        )
         sp.add_argument(
             "--baseline",
             choices=("moving", "seed"),

@@ -173,3 +173,15 @@ def test_train_with_the_seed_baseline(tmp_path, capsys):
     assert main([*base, "--baseline", "seed", "--repeats", "2", "--checkpoint-every", "0"]) == 0
     history = json.loads((tmp_path / "training.json").read_text())
     assert len(history) == 4
+
+
+def test_train_init_keep(tmp_path, capsys):
+    from l2t_gym.teachers import BernoulliTeacher
+
+    base = ["train", "L2T-Digits-v0", "--out", str(tmp_path), "--device", "cpu", "--quiet"]
+    base += ["--episodes", "2", "--students-per-update", "2", "--env-arg", "max_iters=10"]
+    assert main([*base, "--init-keep", "0.3", "--checkpoint-every", "0"]) == 0
+    teacher = BernoulliTeacher.load(tmp_path / "teacher.safetensors")
+    assert teacher.init_keep == 0.3
+    assert main([*base, "--init-keep", "1.5"]) == 2
+    assert "init_keep" in capsys.readouterr().err
