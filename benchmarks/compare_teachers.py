@@ -106,13 +106,19 @@ class Config:
         return f"L2T-{ids[self.task]}-v0"
 
 
-def env_factory(cfg: Config, split: str, **extra: Any) -> Callable[[], gym.Env]:
-    kwargs = {"candidate_cost": cfg.candidate_cost, **cfg.env_args, **extra}
+def env_kwargs(cfg: Config, split: str, **extra: Any) -> dict[str, Any]:
+    """The env keyword arguments of ``cfg`` for one fold."""
+    kwargs = {"candidate_cost": cfg.candidate_cost, **cfg.env_args, "split": split, **extra}
     if cfg.offline_mnist:
         if cfg.task != "mnist":
             raise ValueError(f"offline_mnist is MNIST data; the task is {cfg.task!r}")
         kwargs["data"] = offline_data(cfg.offline_mnist)
-    return lambda: gym.make(cfg.env_id(), split=split, **kwargs)
+    return kwargs
+
+
+def env_factory(cfg: Config, split: str, **extra: Any) -> Callable[[], gym.Env]:
+    kwargs = env_kwargs(cfg, split, **extra)
+    return lambda: gym.make(cfg.env_id(), **kwargs)
 
 
 @functools.cache
@@ -135,13 +141,11 @@ def train_teacher(cfg: Config, make_env: Callable[[], gym.Env]) -> tuple[Bernoul
         repeats=cfg.repeats,
         seed=cfg.train_seed,
     )
-    names = make_env().unwrapped.feature_names
     env = make_env()
-    if cfg.vector:
-        kwargs = {**cfg.env_args, "candidate_cost": cfg.candidate_cost, "split": "teacher"}
-        if cfg.offline_mnist:
-            kwargs["data"] = offline_data(cfg.offline_mnist)
-        env = gym.make_vec(cfg.env_id(), num_envs=cfg.students_per_update, **kwargs)
+    names = env.unwrapped.feature_names
+    if cfg.vector:  # the students of an update side by side, on the same fold
+        split = env.unwrapped.split
+        env = gym.make_vec(cfg.env_id(), num_envs=cfg.students_per_update, **env_kwargs(cfg, split))
     if cfg.init_teacher:  # warm start, e.g. from a teacher trained on another task
         teacher = BernoulliTeacher.load(
             cfg.init_teacher, expected_feature_names=names, seed=cfg.train_seed

@@ -91,11 +91,11 @@ def summarise(name: str, runs: Sequence[EpisodeResult]) -> Summary:
         name=name,
         students=len(runs),
         reached=len(hit),
-        iterations=_mean_std(r.iterations for r in hit),
-        effective_instances=_mean_std(r.effective_instances for r in hit),
-        candidates_seen=_mean_std(r.teacher_steps for r in hit),
-        seconds=_mean_std(r.seconds for r in hit),
-        test_accuracy=_mean_std(tests),
+        iterations=_mean_std_median(r.iterations for r in hit),
+        effective_instances=_mean_std_median(r.effective_instances for r in hit),
+        candidates_seen=_mean_std_median(r.teacher_steps for r in hit),
+        seconds=_mean_std_median(r.seconds for r in hit),
+        test_accuracy=_mean_std_median(tests),
         keep_ratio=statistics.fmean(r.kept_ratio for r in runs) if runs else math.nan,
     )
 
@@ -287,13 +287,10 @@ def _save(fig, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    fig.clf()
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
-def _mean_std(values: Iterable[float]) -> tuple[float, float, float]:
+def _mean_std_median(values: Iterable[float]) -> tuple[float, float, float]:
     v = list(values)
     if not v:
         return (math.nan, math.nan, math.nan)
