@@ -447,7 +447,7 @@ def train_teacher(
     students per update, Adam 0.03); 0 episodes gives the untrained teacher, a control."""
     if episodes < 0:
         raise ValueError(f"--train-episodes must be >= 0, got {episodes}")
-    env = gym.make(env_id, split="teacher", **env_kwargs)
+    env = gym.make(env_id, fold="teacher", **env_kwargs)
     teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=seed)
     if episodes:
         config = ReinforceConfig(
@@ -479,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--env-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. max_iters=50"
     )
-    ap.add_argument("--split", default="student", choices=("student", "teacher"))
+    ap.add_argument("--fold", default="student", choices=("student", "teacher"))
     ap.add_argument(
         "--offline-mnist", default=None, metavar="DIR", help="MNIST: mnist_offline.py's real subset"
     )
@@ -520,7 +520,7 @@ def _run(args: argparse.Namespace) -> int:
         env_kwargs["data"] = offline_mnist(Path(args.offline_mnist))
 
     def make_env() -> gym.Env:
-        return gym.make(env_id, split=args.split, **env_kwargs)
+        return gym.make(env_id, fold=args.fold, **env_kwargs)
 
     base = make_env().unwrapped
     if args.teacher is not None:
@@ -537,7 +537,7 @@ def _run(args: argparse.Namespace) -> int:
     records = analyze(teacher, make_env, args.seeds, args.max_rows_per_run)
     header = [
         f"- teacher: {source}, sampling its decisions",
-        f"- env: {env_id}, {args.split} fold, tau={base.tau}, T'={base.max_iters}, "
+        f"- env: {env_id}, {args.fold} fold, tau={base.tau}, T'={base.max_iters}, "
         f"M={base.batch_size}",
     ]
     print(report(records, args.out, args.bins, header))
@@ -547,11 +547,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _env_kwargs(items: Sequence[str], device: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"device": device}
-    known = set(inspect.signature(L2TEnv).parameters) - {"task", "split"}
+    known = set(inspect.signature(L2TEnv).parameters) - {"task", "fold"}
     for item in items:
         key, value = parse_key_value(item)
-        if key == "split":
-            raise ValueError("set the fold with --split, not --env-arg split=...")
+        if key == "fold":
+            raise ValueError("set the fold with --fold, not --env-arg fold=...")
         if key not in known:
             raise ValueError(f"--env-arg {key!r}: not an L2TEnv argument; known: {sorted(known)}")
         kwargs[key] = value

@@ -106,9 +106,9 @@ class Config:
         return f"L2T-{ids[self.task]}-v0"
 
 
-def env_kwargs(cfg: Config, split: str, **extra: Any) -> dict[str, Any]:
+def env_kwargs(cfg: Config, fold: str, **extra: Any) -> dict[str, Any]:
     """The env keyword arguments of ``cfg`` for one fold."""
-    kwargs = {"candidate_cost": cfg.candidate_cost, **cfg.env_args, "split": split, **extra}
+    kwargs = {"candidate_cost": cfg.candidate_cost, **cfg.env_args, "fold": fold, **extra}
     if cfg.offline_mnist:
         if cfg.task != "mnist":
             raise ValueError(f"offline_mnist is MNIST data; the task is {cfg.task!r}")
@@ -116,8 +116,8 @@ def env_kwargs(cfg: Config, split: str, **extra: Any) -> dict[str, Any]:
     return kwargs
 
 
-def env_factory(cfg: Config, split: str, **extra: Any) -> Callable[[], gym.Env]:
-    kwargs = env_kwargs(cfg, split, **extra)
+def env_factory(cfg: Config, fold: str, **extra: Any) -> Callable[[], gym.Env]:
+    kwargs = env_kwargs(cfg, fold, **extra)
     return lambda: gym.make(cfg.env_id(), **kwargs)
 
 
@@ -144,8 +144,8 @@ def train_teacher(cfg: Config, make_env: Callable[[], gym.Env]) -> tuple[Bernoul
     env = make_env()
     names = env.unwrapped.feature_names
     if cfg.vector:  # the students of an update side by side, on the same fold
-        split = env.unwrapped.split
-        env = gym.make_vec(cfg.env_id(), num_envs=cfg.students_per_update, **env_kwargs(cfg, split))
+        fold = env.unwrapped.fold
+        env = gym.make_vec(cfg.env_id(), num_envs=cfg.students_per_update, **env_kwargs(cfg, fold))
     if cfg.init_teacher:  # warm start, e.g. from a teacher trained on another task
         teacher = BernoulliTeacher.load(
             cfg.init_teacher, expected_feature_names=names, seed=cfg.train_seed

@@ -53,7 +53,7 @@ def main() -> None:
             data_root=args.data_root,
             download=False,
             device="cpu",
-            split="student",
+            fold="student",
             tau=args.tau,
             max_iters=args.max_iters,
             eval_every=args.eval_every,

@@ -42,7 +42,7 @@ class BareLoop:
         self.data = load_dataset(
             env._spec.dataset, env.data_root, env.download, env.device, arrays=env.data
         )
-        fold = make_folds(self.data.y_train_host, env.dev_fraction)[env.split]
+        fold = make_folds(self.data.y_train_host, env.dev_fraction)[env.fold]
         self.train_idx, self.m, self.eval_every = fold.train, env.batch_size, env.eval_every
         dev = torch.from_numpy(fold.dev).to(env.device)
         self.dev_x, self.dev_y = self.data.x_train[dev], self.data.y_train[dev]

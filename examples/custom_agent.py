@@ -81,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(1)  # small students run several times faster on one thread than on many
 
     agent = LogisticTeacher(seed=args.seed)
-    env = gym.make("L2T-Digits-v0", split="teacher", device="cpu")
+    env = gym.make("L2T-Digits-v0", fold="teacher", device="cpu")
     baseline = None
     for episode in range(args.episodes):
         # A fresh student every episode: run_episode resets the env and the agent with the seed.
@@ -97,7 +97,7 @@ def main() -> None:
     weights = ", ".join(f"{n} {w:+.2f}" for n, w in zip(agent.FEATURES, agent.w, strict=True))
     print(f"learned: {weights}, bias {agent.b:+.2f}")
 
-    env = gym.make("L2T-Digits-v0", split="student", device="cpu")
+    env = gym.make("L2T-Digits-v0", fold="student", device="cpu")
     seeds = range(args.students)
     teachers = {"NoTeach": NoTeach(), "logistic": agent}
     table = [

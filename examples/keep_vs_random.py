@@ -27,18 +27,16 @@ def main() -> None:
     ap.add_argument(
         "--keep-prob", type=float, default=0.5, help="random teacher's keep probability"
     )
-    ap.add_argument("--split", default="student", choices=["teacher", "student"])
+    ap.add_argument("--fold", default="student", choices=["teacher", "student"])
     args = ap.parse_args()
     torch.set_num_threads(1)  # small students run fastest on one thread
 
-    env = gym.make("L2T-Digits-v0", split=args.split, device="cpu")
+    env = gym.make("L2T-Digits-v0", fold=args.fold, device="cpu")
     teachers = {
         "keep-all": lambda obs, rng: np.ones(len(obs), dtype=bool),
         f"random p={args.keep_prob}": lambda obs, rng: rng.random(len(obs)) < args.keep_prob,
     }
-    print(
-        f"L2T-Digits-v0, {args.split} fold, tau={env.unwrapped.tau}, T'={env.unwrapped.max_iters}"
-    )
+    print(f"L2T-Digits-v0, {args.fold} fold, tau={env.unwrapped.tau}, T'={env.unwrapped.max_iters}")
     print(
         f"{'teacher':16} {'reached':>8} {'iters to tau':>14} {'instances':>10} {'candidates':>11} "
         f"{'reward':>7} {'s/episode':>10}"

@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)  # small students and policies run several times faster on one thread
 
-    env = gym.make("L2T-Digits-v0", split="teacher", device="cpu")
+    env = gym.make("L2T-Digits-v0", fold="teacher", device="cpu")
     model = PPO(
         InstancePolicy,
         env,
@@ -80,7 +80,7 @@ def main() -> None:
 
     # Evaluate the saved file, as a later session would.
     ppo = InstanceTeacher(PPO.load(out, device="cpu"), deterministic=args.deterministic)
-    env = gym.make("L2T-Digits-v0", split="student", device="cpu")
+    env = gym.make("L2T-Digits-v0", fold="student", device="cpu")
     seeds = range(args.students)
     ppo_runs = [run_episode(env, ppo, seed=s) for s in seeds]
     keep = float(np.mean([r.kept_ratio for r in ppo_runs]))

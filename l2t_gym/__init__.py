@@ -13,25 +13,16 @@ from l2t_gym.tasks import TASKS, TaskSpec
 __all__ = ["ENV_IDS", "L2TEnv", "TASKS", "TaskSpec", "feature_names"]
 __version__ = "0.1.0"
 
-#: Registered id -> task name.
-ENV_IDS = {
-    "L2T-Digits-v0": "digits",
-    "L2T-MNIST-v0": "mnist",
-    "L2T-CIFAR10-v0": "cifar10",
-    "L2T-IMDB-v0": "imdb",
-}
+#: Registered id -> task name, from the task table.
+ENV_IDS = {spec.env_id: name for name, spec in TASKS.items()}
 
-#: Tasks whose student runs under torch.func.vmap, so gym.make_vec gets the native vector env
-#: (the others fall back to Gymnasium's SyncVectorEnv: nn.LSTM has no vmap batching rule).
-VECTOR_TASKS = ("digits", "mnist", "cifar10")
-
-for _env_id, _task in ENV_IDS.items():
-    if _env_id not in registry:
+for _task, _spec in TASKS.items():
+    if _spec.env_id not in registry:
         # No max_episode_steps: the env truncates itself at max_teacher_steps, which scales with
         # the task's T' and can be set per env.
         register(
-            id=_env_id,
+            id=_spec.env_id,
             entry_point="l2t_gym.env:L2TEnv",
-            vector_entry_point="l2t_gym.vector:L2TVectorEnv" if _task in VECTOR_TASKS else None,
+            vector_entry_point="l2t_gym.vector:L2TVectorEnv" if _spec.stacked else None,
             kwargs={"task": _task},
         )

@@ -123,11 +123,11 @@ def _train(
     if vector:
         # The students of one update train side by side in one native vector env.
         env = gym.make_vec(
-            env_id, num_envs=config.students_per_update, split="teacher", **env_kwargs
+            env_id, num_envs=config.students_per_update, fold="teacher", **env_kwargs
         )
         task = env.template.task
     else:
-        env = gym.make(env_id, split="teacher", **env_kwargs)
+        env = gym.make(env_id, fold="teacher", **env_kwargs)
         task = env.unwrapped.task
     teacher = BernoulliTeacher(env.unwrapped.feature_names, init_keep=init_keep, seed=config.seed)
     trainer = ReinforceTrainer(
@@ -178,7 +178,7 @@ def _compare(env_id, env_kwargs, teachers, students, seed, out: Path, baselines:
     seeds = list(range(seed, seed + students))
 
     def make_env():
-        return gym.make(env_id, split="student", report_test=True, **env_kwargs)
+        return gym.make(env_id, fold="student", report_test=True, **env_kwargs)
 
     bar = tqdm(
         total=students * (len(teachers) + (4 if baselines else 0)),
@@ -231,7 +231,7 @@ def _config(args: argparse.Namespace) -> ReinforceConfig:
 
 def parse_key_value(item: str) -> tuple[str, Any]:
     """``"KEY=VALUE"`` -> (key, value), the value read as a Python literal (``tau=0.9``,
-    ``student="mlp-256"``) or kept as a bare word (``split=student``); ValueError otherwise."""
+    ``student="mlp-256"``) or kept as a bare word (``fold=student``); ValueError otherwise."""
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ValueError(f"--env-arg expects KEY=VALUE, got {item!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +16,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from l2t_gym.data import SPLITS, RawData, load_dataset, make_folds
+from l2t_gym.data import FOLDS, RawData, load_dataset, make_folds
 from l2t_gym.data.augment import random_crop_flip
 from l2t_gym.features import build_features, feature_bounds, feature_names
 from l2t_gym.models import build_student, check_student_name
@@ -87,7 +88,8 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
     argument falls back to when None (see ``l2t_gym.tasks.TASKS``):
 
     * ``tau``, ``max_iters`` (T'), ``batch_size`` (M), ``eval_every``: the episode;
-    * ``split``: "teacher" (teachers learn on this fold) or "student" (fresh students);
+    * ``fold``: "teacher" (teachers learn on this fold) or "student" (fresh students);
+      ``split`` is its old name, accepted with a DeprecationWarning;
     * ``mode``: "paper" (kept instances pooled until M form one update; default) or "mask"
       (one update per teacher step on the kept part of the batch);
     * ``student``: a model name (see ``l2t_gym.models``) or a zero-argument callable returning an
@@ -128,7 +130,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         max_iters: int | None = None,
         batch_size: int | None = None,
         eval_every: int | None = None,
-        split: str = "teacher",
+        fold: str = "teacher",
         mode: Mode = "paper",
         student: str | Callable[[], nn.Module] | None = None,
         optimizer: str | OptimizerFactory | None = None,
@@ -148,7 +150,15 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         channels_last: bool = False,
         compile: bool = False,
         render_mode: str | None = None,
+        split: str | None = None,
     ) -> None:
+        if split is not None:
+            warnings.warn(
+                "L2TEnv(split=...) is deprecated: the argument is now called fold",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            fold = split
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
         spec = TASKS[task]
@@ -162,7 +172,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         self.candidate_cost = float(candidate_cost)
         self.dev_fraction = float(spec.dev_fraction if dev_fraction is None else dev_fraction)
-        self.split, self.mode = split, mode
+        self.fold, self.mode = fold, mode
         self.student = spec.student if student is None else student
         self.optimizer = spec.optimizer if optimizer is None else optimizer
         self.lr = float(spec.lr if lr is None else lr)
@@ -222,7 +232,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"task {self.task!r} expects data features {self._spec.extra_names}, the data "
                 f"has {data.extra_names}"
             )
-        fold = make_folds(data.y_train_host, self.dev_fraction)[self.split]
+        fold = make_folds(data.y_train_host, self.dev_fraction)[self.fold]
         init_seed, order_seed, aug_seed = (int(s) for s in self.np_random.integers(2**62, size=3))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -405,8 +415,8 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not (math.isfinite(self.candidate_cost) and self.candidate_cost >= 0):
             raise ValueError(f"candidate_cost must be >= 0, got {self.candidate_cost}")
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.fold not in FOLDS:
+            raise ValueError(f"fold must be one of {FOLDS}, got {self.fold!r}")
         if self.mode not in ("paper", "mask"):
             raise ValueError(f"mode must be 'paper' or 'mask', got {self.mode!r}")
         if not 0.0 < self.dev_fraction < 1.0:

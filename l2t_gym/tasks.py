@@ -1,5 +1,10 @@
-"""The tasks: a dataset, a student and the episode's defaults. Every field is a keyword of
-:class:`l2t_gym.L2TEnv`; the values here are what the registered ids use when none is given."""
+"""The tasks: a dataset, a student and the episode's defaults, one entry each in :data:`TASKS`.
+
+A task's registered id (``env_id``), its dataset (a key of :data:`l2t_gym.data.DATASETS`) and
+every default live in its entry; ``import l2t_gym`` registers one id per entry. The defaults are
+keywords of :class:`l2t_gym.L2TEnv`, used when the keyword is not given. Adding a task is one
+entry here (plus a loader in ``l2t_gym.data`` if its dataset is new).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from dataclasses import dataclass
 class TaskSpec:
     """Defaults of one task. ``why`` says where the numbers come from (shown in the README)."""
 
+    #: The id ``import l2t_gym`` registers with Gymnasium, e.g. ``"L2T-Digits-v0"``.
+    env_id: str
+    #: The dataset's name in :data:`l2t_gym.data.DATASETS`.
     dataset: str
     input_shape: tuple[int, ...]
     num_classes: int
@@ -27,10 +35,15 @@ class TaskSpec:
     why: str
     #: Names of the task's per-instance data features (observation columns after the labels).
     extra_names: tuple[str, ...] = ()
+    #: Whether the student runs stacked under ``torch.func`` in the native vector env
+    #: (``gym.make_vec``); otherwise ``gym.make_vec`` falls back to Gymnasium's SyncVectorEnv
+    #: (``nn.LSTM`` has no vmap rule).
+    stacked: bool = True
 
 
 TASKS: dict[str, TaskSpec] = {
     "digits": TaskSpec(
+        env_id="L2T-Digits-v0",
         dataset="digits",
         input_shape=(1, 8, 8),
         num_classes=10,
@@ -54,6 +67,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
     ),
     "mnist": TaskSpec(
+        env_id="L2T-MNIST-v0",
         dataset="mnist",
         input_shape=(1, 28, 28),
         num_classes=10,
@@ -77,6 +91,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
     ),
     "cifar10": TaskSpec(
+        env_id="L2T-CIFAR10-v0",
         dataset="cifar10",
         input_shape=(3, 32, 32),
         num_classes=10,
@@ -98,6 +113,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
     ),
     "imdb": TaskSpec(
+        env_id="L2T-IMDB-v0",
         dataset="imdb",
         input_shape=(256,),
         num_classes=2,
@@ -125,5 +141,6 @@ TASKS: dict[str, TaskSpec] = {
             "a CPU core)."
         ),
         extra_names=("review_length",),
+        stacked=False,
     ),
 }

@@ -207,7 +207,7 @@ class L2TVectorEnv(VectorEnv):
     def _setup(self) -> None:
         t = self.template
         self.data = data = load_dataset(t._spec.dataset, t.data_root, t.download, t.device, t.data)
-        fold = make_folds(data.y_train_host, t.dev_fraction)[t.split]
+        fold = make_folds(data.y_train_host, t.dev_fraction)[t.fold]
         self.fold = fold
         dev = torch.from_numpy(fold.dev).to(self.device)
         self._dev_x, self._dev_y = data.x_train[dev], data.y_train[dev]

@@ -29,7 +29,7 @@ EASY, HARD = "keeps low-loss first (easy-to-hard, SPL-like)", "keeps high-loss (
 
 
 def make_env() -> gym.Env:
-    return gym.make("L2T-Digits-v0", split="student", max_iters=T_PRIME, device="cpu")
+    return gym.make("L2T-Digits-v0", fold="student", max_iters=T_PRIME, device="cpu")
 
 
 class SigmoidOfLoss:
@@ -214,7 +214,7 @@ def test_bad_arguments_are_refused(tmp_path, capsys):
         (["--train-episodes", "1", "--task", "chess"], "unknown task 'chess'"),
         (["--train-episodes", "1", "--env-arg", "max_iters"], "KEY=VALUE"),
         (["--train-episodes", "1", "--env-arg", "tua=0.9"], "not an L2TEnv argument"),
-        (["--train-episodes", "1", "--env-arg", "split=teacher"], "--split"),
+        (["--train-episodes", "1", "--env-arg", "fold=teacher"], "--fold"),
         (["--train-episodes", "-1"], ">= 0"),
     ]
     for args, message in cases:

@@ -15,14 +15,15 @@ import torchvision.datasets.mnist
 from fabricate import Fabricated, write_cifar10, write_mnist
 
 from l2t_gym.data import (
-    SPLITS,
+    FOLDS,
     DatasetNotFoundError,
     clear_cache,
     default_root,
     load_dataset,
+    load_raw,
     make_folds,
 )
-from l2t_gym.data.sources import load_digits, load_raw
+from l2t_gym.data.digits import load_digits
 from l2t_gym.data.vision import load_cifar10, load_mnist
 
 MNIST_FILES = [
@@ -263,8 +264,8 @@ def _uneven_labels() -> np.ndarray:
 def test_folds_partition_the_training_set() -> None:
     labels = _uneven_labels()
     folds = make_folds(labels, dev_fraction=0.2)
-    assert set(folds) == set(SPLITS)
-    parts = [folds[s].train for s in SPLITS] + [folds[s].dev for s in SPLITS]
+    assert set(folds) == set(FOLDS)
+    parts = [folds[s].train for s in FOLDS] + [folds[s].dev for s in FOLDS]
     for part in parts:
         assert part.dtype == np.int64
         assert np.all(np.diff(part) > 0), "indices must be sorted and unique"
@@ -274,7 +275,7 @@ def test_folds_partition_the_training_set() -> None:
     student = np.union1d(folds["student"].train, folds["student"].dev)
     assert np.intersect1d(teacher, student).size == 0
     assert np.intersect1d(folds["teacher"].dev, folds["student"].dev).size == 0
-    for s in SPLITS:
+    for s in FOLDS:
         assert np.intersect1d(folds[s].train, folds[s].dev).size == 0
 
 
@@ -284,7 +285,7 @@ def test_folds_are_stratified(dev_fraction: float) -> None:
     folds = make_folds(labels, dev_fraction=dev_fraction)
     for c in np.unique(labels):
         shares = {}
-        for s in SPLITS:
+        for s in FOLDS:
             n_train = int(np.sum(labels[folds[s].train] == c))
             n_dev = int(np.sum(labels[folds[s].dev] == c))
             shares[s] = n_train + n_dev
@@ -296,7 +297,7 @@ def test_folds_are_stratified(dev_fraction: float) -> None:
 
 def test_folds_on_fabricated_mnist_labels(mnist_files: Fabricated) -> None:
     folds = make_folds(mnist_files.y_train, dev_fraction=0.1)
-    for s in SPLITS:
+    for s in FOLDS:
         # 40 per class -> 20 per fold -> 2 dev and 18 train per class.
         assert np.bincount(mnist_files.y_train[folds[s].dev]).tolist() == [2] * 10
         assert np.bincount(mnist_files.y_train[folds[s].train]).tolist() == [18] * 10
@@ -306,11 +307,11 @@ def test_folds_are_deterministic_per_seed() -> None:
     labels = _uneven_labels()
     a, b = make_folds(labels, 0.2, seed=7), make_folds(labels, 0.2, seed=7)
     other = make_folds(labels, 0.2, seed=8)
-    for s in SPLITS:
+    for s in FOLDS:
         np.testing.assert_array_equal(a[s].train, b[s].train)
         np.testing.assert_array_equal(a[s].dev, b[s].dev)
-    assert any(not np.array_equal(a[s].train, other[s].train) for s in SPLITS)
-    assert any(not np.array_equal(a[s].dev, other[s].dev) for s in SPLITS)
+    assert any(not np.array_equal(a[s].train, other[s].train) for s in FOLDS)
+    assert any(not np.array_equal(a[s].dev, other[s].dev) for s in FOLDS)
 
 
 @pytest.mark.parametrize("dev_fraction", [0.0, 1.0, -0.1, 1.5, float("nan")])

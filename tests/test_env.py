@@ -261,7 +261,7 @@ def test_reset_without_seed_continues_the_stream_and_reseeding_repeats():
 
 
 def test_splits_see_disjoint_instances():
-    teacher, student = make(split="teacher"), make(split="student")
+    teacher, student = make(fold="teacher"), make(fold="student")
     teacher.reset(seed=0)
     student.reset(seed=0)
     t, s = teacher._run.fold, student._run.fold
@@ -325,7 +325,7 @@ def test_step_before_reset_and_after_the_end():
         {"max_teacher_steps": 0},
         {"candidate_cost": -1.0},
         {"candidate_cost": float("nan")},
-        {"split": "train"},
+        {"fold": "train"},
         {"mode": "fast"},
         {"device": "tpu"},
         {"device": "nonsense:device"},

@@ -127,7 +127,7 @@ def test_side_by_side_students_equal_sequential_ones():
     from l2t_gym import L2TEnv
     from l2t_gym.vector import L2TVectorEnv
 
-    kwargs = {"device": "cpu", "split": "teacher", "max_iters": 30}
+    kwargs = {"device": "cpu", "fold": "teacher", "max_iters": 30}
     config = ReinforceConfig(episodes=5, students_per_update=2, lr=0.05, seed=3)
     runs = []
     for env in (L2TEnv("digits", **kwargs), L2TVectorEnv(2, "digits", **kwargs)):

@@ -1,21 +1,30 @@
-"""Data: datasets as tensors on the device, loaded once per process and split into folds."""
+"""Data: datasets as tensors on the device, loaded once per process and split into folds.
+
+:data:`DATASETS` maps a dataset name (a task's ``dataset``) to its loader, a function
+``(root, download) -> RawData``; adding a dataset is one loader and one entry there.
+"""
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from l2t_gym.data.folds import SPLIT_SEED, SPLITS, Fold, make_folds
+from l2t_gym.data.digits import load_digits
+from l2t_gym.data.folds import FOLDS, SPLIT_SEED, Fold, make_folds
 from l2t_gym.data.idx import read_mnist_idx
-from l2t_gym.data.sources import DatasetNotFoundError, RawData, default_root, load_raw
+from l2t_gym.data.imdb import load_imdb
+from l2t_gym.data.raw import DatasetNotFoundError, RawData, default_root
+from l2t_gym.data.vision import load_cifar10, load_mnist
 
 __all__ = [
-    "SPLITS",
+    "DATASETS",
+    "FOLDS",
     "SPLIT_SEED",
     "DatasetNotFoundError",
     "DeviceData",
@@ -24,9 +33,29 @@ __all__ = [
     "clear_cache",
     "default_root",
     "load_dataset",
+    "load_raw",
     "make_folds",
     "read_mnist_idx",
 ]
+
+
+Loader = Callable[[Path, bool], RawData]
+
+#: Dataset name -> loader ``(root, download) -> RawData``. Digits ignores both arguments.
+DATASETS: dict[str, Loader] = {
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "imdb": load_imdb,
+}
+
+
+def load_raw(name: str, root: str | Path | None, download: bool) -> RawData:
+    """Load dataset ``name`` (a key of :data:`DATASETS`) from ``root`` (None: default_root()),
+    as normalised CPU tensors."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    return DATASETS[name](Path(root).expanduser() if root is not None else default_root(), download)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import numpy as np
 
 #: Seed of the fold split. Fixed so that every env, process and machine sees the same folds.
 SPLIT_SEED = 20180430
-SPLITS = ("teacher", "student")
+#: The folds of every task's training set, in the order :func:`make_folds` builds them.
+FOLDS = ("teacher", "student")
 
 
 @dataclass(frozen=True)
@@ -37,24 +38,24 @@ def make_folds(labels: np.ndarray, dev_fraction: float, seed: int = SPLIT_SEED) 
     if not 0.0 < dev_fraction < 1.0:
         raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
     rng = np.random.default_rng(seed)
-    parts: dict[str, dict[str, list[np.ndarray]]] = {s: {"train": [], "dev": []} for s in SPLITS}
+    parts: dict[str, dict[str, list[np.ndarray]]] = {f: {"train": [], "dev": []} for f in FOLDS}
     for j, c in enumerate(np.unique(labels)):
         members = rng.permutation(np.flatnonzero(labels == c))
-        for k, split in enumerate(SPLITS):
+        for k, fold in enumerate(FOLDS):
             # Odd-sized classes give their extra instance to the folds in turn, so the two folds
             # differ in size by at most one instance overall.
             share = members[(k + j) % 2 :: 2]
             n_dev = int(round(dev_fraction * len(share)))
-            parts[split]["dev"].append(share[:n_dev])
-            parts[split]["train"].append(share[n_dev:])
+            parts[fold]["dev"].append(share[:n_dev])
+            parts[fold]["train"].append(share[n_dev:])
     folds = {}
-    for split in SPLITS:
-        train = np.sort(np.concatenate(parts[split]["train"])).astype(np.int64)
-        dev = np.sort(np.concatenate(parts[split]["dev"])).astype(np.int64)
+    for fold in FOLDS:
+        train = np.sort(np.concatenate(parts[fold]["train"])).astype(np.int64)
+        dev = np.sort(np.concatenate(parts[fold]["dev"])).astype(np.int64)
         if len(train) == 0 or len(dev) == 0:
             raise ValueError(
-                f"the {split} fold is empty (train {len(train)}, dev {len(dev)}): "
+                f"the {fold} fold is empty (train {len(train)}, dev {len(dev)}): "
                 f"{len(labels)} instances are too few for dev_fraction={dev_fraction}"
             )
-        folds[split] = Fold(train=train, dev=dev)
+        folds[fold] = Fold(train=train, dev=dev)
     return folds

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from l2t_gym.data.sources import DatasetNotFoundError
+from l2t_gym.data.raw import DatasetNotFoundError
 
 #: The IDX files of each MNIST split, by their published names (without ".gz").
 MNIST_SPLIT_FILES: dict[str, tuple[str, str]] = {

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l2t_gym.data.sources import DatasetNotFoundError, RawData
+from l2t_gym.data.raw import DatasetNotFoundError, RawData
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"

@@ -5,19 +5,22 @@ arrays those classes hold (never their per-item ``__getitem__``), normalises the
 array tensor ops, and turns torchvision's terse failures into errors that say where the files go.
 MNIST may also come from a folder that holds its IDX files directly (``l2t_gym.data.idx``), as
 they are published: gzipped, which torchvision reads only after downloading them itself.
+
+torchvision is imported when a loader runs, not with this module: it takes about as long to
+import as torch itself, and the embedded task never needs it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10, MNIST, VisionDataset
 
 from l2t_gym.data.idx import find_mnist_files, read_mnist_idx
-from l2t_gym.data.sources import DatasetNotFoundError, RawData
+from l2t_gym.data.raw import DatasetNotFoundError, RawData
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
@@ -54,13 +57,13 @@ _ALTERNATIVES = {
 
 
 def mnist_folder(root: Path) -> Path:
-    """The folder torchvision reads MNIST from (it names it after the class)."""
-    return Path(root) / MNIST.__name__ / "raw"
+    """The folder torchvision reads MNIST from (it names it after its class, ``MNIST``)."""
+    return Path(root) / "MNIST" / "raw"
 
 
 def cifar10_folder(root: Path) -> Path:
-    """The folder torchvision reads CIFAR-10 from."""
-    return Path(root) / CIFAR10.base_folder
+    """The folder torchvision reads CIFAR-10 from (``CIFAR10.base_folder``)."""
+    return Path(root) / "cifar-10-batches-py"
 
 
 def load_mnist(root: Path, download: bool) -> RawData:
@@ -75,6 +78,8 @@ def load_mnist(root: Path, download: bool) -> RawData:
         find_mnist_files(root).values()
     ):
         return load_mnist_idx_folder(root)
+    from torchvision.datasets import MNIST
+
     train = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=True, download=download)
     test = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=False, download=download)
     # torchvision holds MNIST as a (N, 28, 28) uint8 tensor and int64 labels.
@@ -137,6 +142,8 @@ def normalise_mnist(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def load_cifar10(root: Path, download: bool) -> RawData:
     """CIFAR-10 as (N, 3, 32, 32) float32 images, normalised per channel."""
+    from torchvision.datasets import CIFAR10
+
     folder = cifar10_folder(root)
     train = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=True, download=download)
     test = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=False, download=download)
@@ -172,7 +179,7 @@ def _normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 
 
 def _open(
-    cls: type[VisionDataset],
+    cls: type,
     name: str,
     root: Path,
     folder: Path,
@@ -180,8 +187,9 @@ def _open(
     *,
     train: bool,
     download: bool,
-) -> VisionDataset:
-    """Construct torchvision's dataset, or raise a DatasetNotFoundError that says what to do."""
+) -> Any:
+    """Construct torchvision's dataset (a ``VisionDataset``), or raise a DatasetNotFoundError
+    that says what to do."""
     missing = [f for f in files if not (folder / f).is_file()]
     will_download = download and bool(missing)
     try:

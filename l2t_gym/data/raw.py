@@ -1,17 +1,14 @@
-"""Datasets as normalised CPU tensors. Each loader returns a :class:`RawData`; nothing here knows
-about folds, devices or environments."""
+"""What every dataset loader returns (:class:`RawData`), the error it raises when the files are
+not there, and where datasets live by default. Loaders import this module; it imports none."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from l2t_gym.data.folds import SPLIT_SEED
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,51 +79,3 @@ def default_root() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "l2t_gym"
-
-
-def load_digits(root: Path | None = None, download: bool = False) -> RawData:
-    """scikit-learn's 1,797 8x8 digits, shipped with the package: no file, no network.
-
-    The set has no official test split; a stratified fifth is held out with the fixed split seed.
-    Pixels (0..16) are scaled to [0, 1] and kept as (N, 1, 8, 8) images.
-    """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    x = (bunch.images.astype(np.float32) / 16.0)[:, None]
-    y = bunch.target.astype(np.int64)
-    rng = np.random.default_rng(SPLIT_SEED)
-    test = np.zeros(len(y), dtype=bool)
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        test[members[: int(round(0.2 * len(members)))]] = True
-    return RawData(
-        x_train=torch.from_numpy(x[~test]),
-        y_train=torch.from_numpy(y[~test]),
-        x_test=torch.from_numpy(x[test]),
-        y_test=torch.from_numpy(y[test]),
-        num_classes=10,
-    )
-
-
-def _vision_loaders() -> dict[str, Callable[[Path, bool], RawData]]:
-    from l2t_gym.data.vision import load_cifar10, load_mnist
-
-    return {"mnist": load_mnist, "cifar10": load_cifar10}
-
-
-def load_raw(name: str, root: Path | None, download: bool) -> RawData:
-    """Load dataset ``name`` ("digits", "mnist", "cifar10", "imdb") from ``root`` (None:
-    default_root())."""
-    if name == "digits":
-        return load_digits()
-    if name == "imdb":
-        from l2t_gym.data.imdb import load_imdb  # lazily: only the text task needs it
-
-        return load_imdb(Path(root) if root is not None else default_root(), download)
-    loaders = _vision_loaders()
-    if name not in loaders:
-        raise ValueError(
-            f"unknown dataset {name!r}; expected one of digits, imdb, {', '.join(loaders)}"
-        )
-    return loaders[name](Path(root) if root is not None else default_root(), download)
