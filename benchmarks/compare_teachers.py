@@ -211,7 +211,7 @@ def compare(
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.students))
     first = next(iter(learned))
     probe = evaluate(make_env, {first: learned[first]}, seeds)[first]
-    ratio = min(max(statistics.fmean(r.kept_ratio for r in probe), 0.01), 1.0)
+    ratio = min(max(statistics.fmean(r.keep_ratio for r in probe), 0.01), 1.0)
     heuristics = {
         "noteach": NoTeach(),
         f"rand {ratio:.2f}": RandTeach(ratio),

@@ -40,7 +40,7 @@ def run(cfg: Config, students: int) -> dict:
     seeds = list(range(HELD_OUT, HELD_OUT + students))
     make_env = env_factory(cfg, "teacher")
     learned = evaluate(make_env, {"l2t": teacher}, seeds)["l2t"]
-    ratio = statistics.fmean(r.kept_ratio for r in learned)
+    ratio = statistics.fmean(r.keep_ratio for r in learned)
     others = evaluate(make_env, {"noteach": NoTeach(), "lossrank": LossRank(ratio)}, seeds)
     env = make_env().unwrapped
     budget = budgets(env.max_iters, env.batch_size)["effective_instances"]

@@ -92,7 +92,7 @@ def main() -> None:
         baseline = 0.9 * baseline + 0.1 * result.reward
         print(
             f"episode {episode:3d}  reward {result.reward:.3f}  i={result.iterations:3d}  "
-            f"keep {result.kept_ratio:.2f}"
+            f"keep {result.keep_ratio:.2f}"
         )
     weights = ", ".join(f"{n} {w:+.2f}" for n, w in zip(agent.FEATURES, agent.w, strict=True))
     print(f"learned: {weights}, bias {agent.b:+.2f}")

@@ -83,7 +83,7 @@ def main() -> None:
     env = gym.make("L2T-Digits-v0", fold="student", device="cpu")
     seeds = range(args.students)
     ppo_runs = [run_episode(env, ppo, seed=s) for s in seeds]
-    keep = float(np.mean([r.kept_ratio for r in ppo_runs]))
+    keep = float(np.mean([r.keep_ratio for r in ppo_runs]))
     baselines: dict[str, Teacher] = {"NoTeach": NoTeach()}
     if keep > 0:  # RandTeach(0) would never train its student
         baselines[f"RandTeach {keep:.2f}"] = RandTeach(keep)

@@ -190,7 +190,7 @@ def _compare(env_id, env_kwargs, teachers, students, seed, out: Path, baselines:
     results = evaluate(make_env, teachers, seeds, step)
     if baselines:
         # The paper's comparison: random and loss-ranked filtering at the learned keep ratio.
-        ratio = sum(r.kept_ratio for runs in results.values() for r in runs) / (
+        ratio = sum(r.keep_ratio for runs in results.values() for r in runs) / (
             students * len(teachers)
         )
         ratio = min(max(ratio, 0.01), 1.0)

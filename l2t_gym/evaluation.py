@@ -96,7 +96,7 @@ def summarise(name: str, runs: Sequence[EpisodeResult]) -> Summary:
         candidates_seen=_mean_std_median(r.teacher_steps for r in hit),
         seconds=_mean_std_median(r.seconds for r in hit),
         test_accuracy=_mean_std_median(tests),
-        keep_ratio=statistics.fmean(r.kept_ratio for r in runs) if runs else math.nan,
+        keep_ratio=statistics.fmean(r.keep_ratio for r in runs) if runs else math.nan,
     )
 
 
@@ -154,7 +154,7 @@ def write_csv(results: Mapping[str, Sequence[EpisodeResult]], seeds: Sequence[in
                             seed,
                             r.reached_tau,
                             r.iterations,
-                            f"{r.kept_ratio:.4f}",
+                            f"{r.keep_ratio:.4f}",
                             r.test_accuracy,
                             p.effective_instances,
                             p.iteration,

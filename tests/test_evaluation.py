@@ -50,7 +50,7 @@ def fake_run(iterations: int, reached: bool = True, keep: float = 1.0) -> Episod
         effective_instances=end.effective_instances,
         instances_seen=end.instances_seen,
         kept_instances=end.kept_instances,
-        kept_ratio=keep,
+        keep_ratio=keep,
         reward=-math.log(iterations / 100) if reached else 0.0,
         final_dev_accuracy=end.dev_accuracy,
         test_accuracy=end.test_accuracy,

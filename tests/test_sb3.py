@@ -226,7 +226,7 @@ def test_instance_teacher_samples_from_its_own_seeded_stream():
     th.manual_seed(123)  # the global generator must not matter
     b = run_episode(env, teacher, seed=5)
     assert (a.teacher_steps, a.kept_instances) == (b.teacher_steps, b.kept_instances)
-    assert 0.6 < a.kept_ratio < 0.8
+    assert 0.6 < a.keep_ratio < 0.8
     flat = PPO(ActorCriticPolicy, gym.wrappers.FlattenObservation(env), device="cpu")
     with pytest.raises(ValueError, match="InstancePolicy"):
         InstanceTeacher(flat)

@@ -249,7 +249,7 @@ def test_noteach_on_digits_reaches_tau_and_bookkeeping_matches_info():
     info = env.last_info
     assert result.reached_tau and not result.truncated
     assert result.iterations == info["iteration"] == result.teacher_steps  # keep-all: 1 per step
-    assert result.kept_ratio == 1.0 and result.kept_instances == info["kept_instances"]
+    assert result.keep_ratio == 1.0 and result.kept_instances == info["kept_instances"]
     assert result.effective_instances == 32 * result.iterations == info["effective_instances"]
     assert result.instances_seen == 32 * result.teacher_steps == info["instances_seen"]
     assert result.reward == pytest.approx(-math.log(result.iterations / 100))
@@ -272,8 +272,8 @@ def test_run_episode_through_gym_make_with_sparse_evaluation():
     info = env.last_info
     kept = int(sum(a.sum() for a in env.actions))
     assert result.kept_instances == kept == info["kept_instances"]
-    assert result.kept_ratio == pytest.approx(kept / (32 * result.teacher_steps))
-    assert 0.3 < result.kept_ratio < 0.7
+    assert result.keep_ratio == pytest.approx(kept / (32 * result.teacher_steps))
+    assert 0.3 < result.keep_ratio < 0.7
     assert result.effective_instances == 32 * result.iterations == info["effective_instances"]
     assert result.test_accuracy == info["test_accuracy"]
     iterations = [p.iteration for p in result.curve]
@@ -291,7 +291,7 @@ def test_run_episode_on_the_synthetic_env():
     plain = run_episode(SyntheticTeachingEnv(), NoTeach(), seed=0)
     ranked = run_episode(SyntheticTeachingEnv(), LossRank(0.5), seed=0)
     assert ranked.reached_tau and ranked.iterations < plain.iterations
-    assert ranked.kept_ratio == 0.5 and math.isnan(ranked.final_dev_accuracy)
+    assert ranked.keep_ratio == 0.5 and math.isnan(ranked.final_dev_accuracy)
     assert ranked.instances_seen == 8 * ranked.teacher_steps
 
 

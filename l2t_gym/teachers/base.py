@@ -131,7 +131,7 @@ class CurvePoint(NamedTuple):
 class EpisodeResult:
     """What one teacher did for one student, as the benchmarks report it.
 
-    ``kept_ratio`` is kept / seen candidates; ``reward`` the episode's total reward;
+    ``keep_ratio`` is kept / seen candidates; ``reward`` the episode's total reward;
     ``seconds`` wall-clock from before ``env.reset`` to the end (less any time the env reports
     in ``info["test_seconds"]``). ``curve`` holds a
     :class:`CurvePoint` for the start, for every dev evaluation (each new iteration that is a
@@ -146,7 +146,7 @@ class EpisodeResult:
     effective_instances: int
     instances_seen: int
     kept_instances: int
-    kept_ratio: float
+    keep_ratio: float
     reward: float
     final_dev_accuracy: float
     test_accuracy: float | None
@@ -197,7 +197,7 @@ def run_episode(env: gym.Env, teacher: Teacher, seed: int | None = None) -> Epis
         effective_instances=int(info["effective_instances"]),
         instances_seen=int(info.get("instances_seen", seen)),
         kept_instances=kept,
-        kept_ratio=kept / seen if seen else 0.0,
+        keep_ratio=kept / seen if seen else 0.0,
         reward=total_reward,
         final_dev_accuracy=final_dev,
         test_accuracy=None if test is None else float(test),
