@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import math
 import sys
 import warnings
@@ -42,8 +41,9 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from l2t_gym import ENV_IDS, TASKS, L2TEnv
+from l2t_gym import ENV_IDS, TASKS
 from l2t_gym.cli import parse_key_value
+from l2t_gym.settings import ARGUMENTS
 from l2t_gym.teachers import BernoulliTeacher
 from l2t_gym.teachers.base import teacher_generator
 from l2t_gym.teachers.reinforce import ReinforceConfig, ReinforceTrainer
@@ -547,7 +547,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _env_kwargs(items: Sequence[str], device: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"device": device}
-    known = set(inspect.signature(L2TEnv).parameters) - {"task", "fold"}
+    known = set(ARGUMENTS) - {"fold"}
     for item in items:
         key, value = parse_key_value(item)
         if key == "fold":

@@ -39,14 +39,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from overhead import BareLoop, measure  # noqa: E402
-from throughput import steps_per_second  # noqa: E402
-
-from l2t_gym import TASKS, L2TEnv  # noqa: E402
-from l2t_gym.data import RawData  # noqa: E402
-from l2t_gym.data.vision import CIFAR10_MEAN, CIFAR10_STD  # noqa: E402
-from l2t_gym.vector import L2TVectorEnv  # noqa: E402
+from l2t_gym import TASKS, L2TEnv
+from l2t_gym.data import RawData
+from l2t_gym.data.vision import CIFAR10_MEAN, CIFAR10_STD
+from l2t_gym.speed import BareLoop, interleaved, steps_per_second
+from l2t_gym.vector import L2TVectorEnv
 
 
 def cifar_arrays(npz: str | None, n: int) -> tuple[RawData, str]:
@@ -149,13 +146,11 @@ def syncs_per_step(env, actions: list[np.ndarray]) -> tuple[list[int], list[int]
 
 
 def _iterations(env) -> np.ndarray:
-    if isinstance(env, L2TVectorEnv):
-        return env._iteration.copy()
-    return np.array([env._run.iteration])
+    return env.run.iteration.copy()
 
 
 def _eval_every(env) -> int:
-    return env.template.eval_every if isinstance(env, L2TVectorEnv) else env.eval_every
+    return env.settings.eval_every
 
 
 def main() -> None:
@@ -214,7 +209,7 @@ def main() -> None:
         1.0,
     )
     print(
-        f"(a) max |obs_cpu - obs_cuda|: Digits {d_digits:.2e} (3 seeds x 30 steps, keep 70%); "
+        f"(a) max |obs_cpu - obs_{dev}|: Digits {d_digits:.2e} (3 seeds x 30 steps, keep 70%); "
         f"CIFAR ResNet-32 {d_cifar:.2e} (3 keep-all steps, M=32, no augmentation) "
         f"[{time.perf_counter() - t:.0f}s]"
     )
@@ -224,7 +219,7 @@ def main() -> None:
         its[d] = []
         for seed in range(5):
             trajectory(env, seed, 10**6, 1.0)
-            its[d].append(env._run.iteration)
+            its[d].append(int(env.run.iteration[0]))
     print(f"    Digits keep-all i_tau, seeds 0-4: cpu {its['cpu']}, {dev} {its[dev]}")
 
     # (b) Keep-all ResNet-32 with the task's defaults; tau unreachable so the whole curve shows.
@@ -257,7 +252,7 @@ def main() -> None:
         iters = sizes[name]
         env = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
         env.reset(seed=0)
-        env_t, bare_t = measure(env, BareLoop(env, 0), iters, args.blocks, sync)
+        env_t, bare_t = interleaved(env, BareLoop(env.settings, 0), iters, args.blocks, sync)
         e, b = float(np.median(env_t)), float(np.median(bare_t))
         rows.append((name, env.student, env.batch_size, e, b, e / b))
         print(
@@ -276,12 +271,11 @@ def main() -> None:
         steps = sizes[name]
         one = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
         one.reset(seed=0)
-        base = steps_per_second(one, np.ones(one.batch_size, dtype=bool), steps, sync)
+        base = steps_per_second(one, steps, sync)
         for n in args.vector_sizes:
             venv = L2TVectorEnv(n, name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
             venv.reset(seed=0)
-            keep = np.ones((n, venv.batch_size), dtype=bool)
-            rate = n * steps_per_second(venv, keep, max(3, steps // n), sync)
+            rate = n * steps_per_second(venv, max(3, steps // n), sync)
             scaling.append((name, n, rate, rate / base))
             print(
                 f"(d) {name} vector env N={n}: {rate:.1f} teacher steps/s, "

@@ -4,7 +4,7 @@
     python benchmarks/throughput.py --tasks digits mnist cifar10 --device cuda   # on a GPU
 
 For each task: one env driven by a keep-all teacher (teacher steps/s = student iterations/s
-then), its overhead against a bare PyTorch loop (benchmarks/overhead.py, interleaved, medians),
+then), its overhead against a bare PyTorch loop (``l2t_gym.speed``, interleaved, medians),
 and the native vector env at N = 1, 4, 16, 64 students (teacher steps/s summed over students,
 and as a multiple of the single env). MNIST and CIFAR-10 use real data if ``--data-root`` holds
 it, else random data of the right shape (said in the output): speed does not depend on the
@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from overhead import BareLoop, measure  # noqa: E402
-
-from l2t_gym import TASKS, L2TEnv  # noqa: E402
-from l2t_gym.data import RawData  # noqa: E402
-from l2t_gym.vector import L2TVectorEnv  # noqa: E402
+from l2t_gym import TASKS, L2TEnv
+from l2t_gym.data import RawData
+from l2t_gym.speed import BareLoop, interleaved, steps_per_second, synchronizer
+from l2t_gym.vector import L2TVectorEnv
 
 
 def resident_mb() -> float:
@@ -53,17 +49,6 @@ def task_kwargs(task: str, data_root: str | None) -> tuple[dict, str]:
     return {"data": data}, f"random data of {task}'s shape"
 
 
-def steps_per_second(env, actions, steps: int, sync) -> float:
-    for _ in range(max(3, steps // 10)):
-        env.step(actions)
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        env.step(actions)
-    sync()
-    return steps / (time.perf_counter() - start)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["digits"], choices=sorted(TASKS))
@@ -77,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = synchronizer(args.device)
     where = torch.cuda.get_device_name() if cuda else f"CPU, {args.threads} torch thread(s)"
     print(f"device: {args.device} ({where}); torch {torch.__version__}")
     rows = []
@@ -87,9 +72,9 @@ def main() -> None:
         env = L2TEnv(task, **common)
         env.reset(seed=0)
         m = env.batch_size
-        single = steps_per_second(env, np.ones(m, dtype=bool), args.steps, sync)
+        single = steps_per_second(env, args.steps, sync)
         blocks = max(5, args.steps // 4)
-        env_t, bare_t = measure(env, BareLoop(env, 0), blocks, args.repeats, sync)
+        env_t, bare_t = interleaved(env, BareLoop(env.settings, 0), blocks, args.repeats, sync)
         ratio = statistics.median(env_t) / statistics.median(bare_t)
         print(f"\n{task} ({what}), student {env.student}, M={m}, eval every {env.eval_every}")
         print(
@@ -107,9 +92,7 @@ def main() -> None:
                 base_mem = torch.cuda.memory_allocated()
             venv = L2TVectorEnv(n, task, **common)
             venv.reset(seed=0)
-            rate = n * steps_per_second(
-                venv, np.ones((n, m), dtype=bool), max(5, args.steps // n), sync
-            )
+            rate = n * steps_per_second(venv, max(5, args.steps // n), sync)
             host = (resident_mb() - before) / n
             gpu = (torch.cuda.max_memory_allocated() - base_mem) / 2**20 / n if cuda else None
             rows.append((task, what, n, rate, rate / single, single, ratio, host, gpu))

@@ -125,7 +125,7 @@ def _train(
         env = gym.make_vec(
             env_id, num_envs=config.students_per_update, fold="teacher", **env_kwargs
         )
-        task = env.template.task
+        task = env.settings.task
     else:
         env = gym.make(env_id, fold="teacher", **env_kwargs)
         task = env.unwrapped.task

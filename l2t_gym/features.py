@@ -17,7 +17,12 @@ per-op dispatch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from l2t_gym.student import Candidate
 
 MODEL_FEATURES = ("iteration", "avg_train_loss", "best_dev_accuracy")
 
@@ -88,3 +93,47 @@ def build_features(
     others[rows, labels] = -np.inf
     out[:, -1] = p_true - others.max(axis=1)
     return out
+
+
+def observe(
+    candidate: Candidate, progress: np.ndarray, best_dev_accuracy: np.ndarray
+) -> np.ndarray:
+    """The float32 (N, M, d) observations of N students' candidate batches.
+
+    :param candidate: the batches, from :meth:`l2t_gym.student.StudentRun.propose`.
+    :param progress: (N,) the ``iteration`` feature of each student: its clock over T', at most 1.
+    :param best_dev_accuracy: (N,) each student's best dev accuracy so far.
+
+    A diverged student's features mean nothing, but its observation must still lie in the
+    observation space: it is reported as a uniform guess with the largest float32 loss.
+    """
+    logits, avg, labels, extras = (
+        candidate.logits,
+        candidate.avg_train_loss,
+        candidate.labels,
+        candidate.extras,
+    )
+    if candidate.diverged.any():
+        bad = candidate.diverged
+        logits = np.where(bad[:, None, None], 0.0, logits).astype(np.float32)
+        avg = np.where(bad, float(np.finfo(np.float32).max), avg)
+    n, m, c = logits.shape
+    if n == 1:  # one student: its model features are scalars, broadcast in one assignment
+        one = build_features(
+            logits[0],
+            labels[0],
+            float(progress[0]),
+            float(avg[0]),
+            float(best_dev_accuracy[0]),
+            None if extras is None else extras[0],
+        )
+        return one[None]
+    # All students' rows in one pass: the model features repeat per row.
+    return build_features(
+        logits.reshape(n * m, c),
+        labels.reshape(-1),
+        np.repeat(progress, m),
+        np.repeat(avg, m),
+        np.repeat(best_dev_accuracy, m),
+        None if extras is None else extras.reshape(n * m, -1),
+    ).reshape(n, m, -1)

@@ -72,12 +72,13 @@ def test_feature_columns_are_what_they_say():
 def test_features_match_the_student_and_the_labels():
     env = make()
     obs, _ = env.reset(seed=4)
-    run = env._run
-    idx = run._queue[run._pos - M : run._pos]  # the candidate batch just proposed
+    run = env.run
+    idx = run.candidate.indices[0]  # the candidate batch just proposed
     data = run.data
     np.testing.assert_array_equal(obs[:, :10].argmax(1), data.y_train_host[idx])
     with torch.no_grad():
-        probs = torch.softmax(run.model(data.x_train[torch.from_numpy(idx)]), 1).numpy()
+        model = run.students.modules[0]
+        probs = torch.softmax(model(data.x_train[torch.from_numpy(idx)]), 1).numpy()
     np.testing.assert_allclose(obs[:, 13:23], probs, rtol=1e-5, atol=1e-6)
 
 
@@ -181,7 +182,7 @@ def test_eval_every_spaces_dev_evaluations():
     obs, _ = env.reset(seed=0)
     for _ in range(20):
         obs, *_ = env.step(keep_all(obs))
-    assert [it for it, _ in env._run.dev_history] == [0, 5, 10, 15, 20]
+    assert [it for it, _ in env.run.dev_history[0]] == [0, 5, 10, 15, 20]
 
 
 # -- the pool -------------------------------------------------------------------------------
@@ -222,11 +223,11 @@ def test_candidate_forward_does_not_change_the_student():
     env = make(tau=1.0, max_iters=1000)
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(np.arange(M) < 4)  # a pool: the next forward keeps no graph
-    before = [p.detach().clone() for p in env._run.model.parameters()]
+    before = [p.detach().clone() for p in env.run.students.modules[0].parameters()]
     for _ in range(3):
         obs, _, _, _, info = env.step(np.zeros(M))
     assert info["iteration"] == 0
-    for a, b in zip(before, env._run.model.parameters(), strict=True):
+    for a, b in zip(before, env.run.students.modules[0].parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -264,7 +265,7 @@ def test_splits_see_disjoint_instances():
     teacher, student = make(fold="teacher"), make(fold="student")
     teacher.reset(seed=0)
     student.reset(seed=0)
-    t, s = teacher._run.fold, student._run.fold
+    t, s = teacher.run.fold, student.run.fold
     assert not set(t.train) & set(s.train)
     assert not set(t.dev) & (set(s.train) | set(t.train) | set(s.dev))
 
@@ -399,7 +400,7 @@ def test_candidate_forward_leaves_batchnorm_statistics_alone():
         augment=False,
     )
     obs, _ = env.reset(seed=0)
-    model = env._run.model
+    model = env.run.students.modules[0]
     stats = lambda: [b.clone() for b in model.buffers()]  # noqa: E731
     before = stats()
     obs, *_ = env.step(np.zeros(6))  # dropped: the candidate forward must leave no trace
@@ -432,7 +433,7 @@ def test_reusing_the_candidate_graph_equals_a_fresh_forward(student, monkeypatch
             max_iters=8,
             augment=False,
         )
-        return run_episode(env, keep_all, seed=3), env._run
+        return run_episode(env, keep_all, seed=3), env.run
 
     reused, run_a = trajectory()
     propose = StudentRun.propose
@@ -440,7 +441,9 @@ def test_reusing_the_candidate_graph_equals_a_fresh_forward(student, monkeypatch
     fresh, run_b = trajectory()
     assert_same_trajectory(reused, fresh)
     for a, b in zip(
-        run_a.model.state_dict().values(), run_b.model.state_dict().values(), strict=True
+        run_a.students.modules[0].state_dict().values(),
+        run_b.students.modules[0].state_dict().values(),
+        strict=True,
     ):
         assert torch.equal(a, b)
 

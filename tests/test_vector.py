@@ -123,15 +123,18 @@ def test_a_dropping_student_is_untouched_by_the_others_training():
         max_iters=50,
     )
     envs.reset(seed=0)
-    params = {k: v[1].detach().clone() for k, v in envs.params.items()}
-    buffers = {k: v[1].clone() for k, v in envs.buffers.items()}
+    students = envs.run.students
+    params = {k: v[1].detach().clone() for k, v in students.params.items()}
+    buffers = {k: v[1].clone() for k, v in students.buffers.items()}
     keep = np.ones((3, 6), dtype=bool)
     keep[1] = False
     for _ in range(3):
         _, _, _, _, info = envs.step(keep)
     assert list(info["iteration"]) == [3, 0, 3]
-    assert all(torch.equal(envs.params[k][1], v) for k, v in params.items())
-    assert all(torch.equal(envs.buffers[k][1], v) for k, v in buffers.items())
+    assert all(torch.equal(students.params[k][1], v) for k, v in params.items())
+    assert all(torch.equal(students.buffers[k][1], v) for k, v in buffers.items())
+    # ... while the others' statistics did move (the forward passes update them in place).
+    assert not all(torch.equal(students.buffers[k][0], v) for k, v in buffers.items())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,297 @@
+"""One validated settings object: a task's defaults overridden by an env's keyword arguments.
+
+:meth:`Settings.resolve` is the only place an env's arguments are read, checked and given their
+task defaults; :class:`l2t_gym.L2TEnv` and :class:`l2t_gym.vector.L2TVectorEnv` both hold one, and
+everything downstream (the student run, the episode rules, the features) reads its values from
+it. The object also builds what the settings describe: the dataset on the device, the fold, a
+freshly seeded student and its optimiser.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from l2t_gym.data import FOLDS, DeviceData, Fold, RawData, load_dataset, make_folds
+from l2t_gym.features import feature_names
+from l2t_gym.models import build_student, check_student_name
+from l2t_gym.tasks import TASKS, TaskSpec
+
+Mode = Literal["paper", "mask"]
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+ReportTest = bool | Literal["end", "eval"]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+StudentFactory = Callable[[], nn.Module]
+
+#: Arguments whose default (None) means the task's value in :data:`l2t_gym.tasks.TASKS`.
+TASK_DEFAULTS = (
+    "tau",
+    "max_iters",
+    "batch_size",
+    "eval_every",
+    "student",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "augment",
+    "dev_fraction",
+)
+#: The other arguments and their defaults (``max_teacher_steps``: None means 10 x max_iters).
+DEFAULTS: dict[str, Any] = {
+    "fold": "teacher",
+    "mode": "paper",
+    "max_teacher_steps": None,
+    "candidate_cost": 0.0,
+    "device": "auto",
+    "data_root": None,
+    "download": True,
+    "data": None,
+    "report_test": False,
+    "precision": "fp32",
+    "channels_last": False,
+    "compile": False,
+}
+#: Every keyword argument of an L2T env besides ``task`` (and the single env's ``render_mode``).
+ARGUMENTS: tuple[str, ...] = (*TASK_DEFAULTS, *DEFAULTS)
+
+
+@dataclass(frozen=True, eq=False)
+class Settings:
+    """An env's settings, resolved and checked (see :class:`l2t_gym.L2TEnv` for each field's
+    meaning). Build one with :meth:`resolve`; it is immutable."""
+
+    task: str
+    spec: TaskSpec
+    tau: float
+    max_iters: int
+    batch_size: int
+    eval_every: int
+    fold: str
+    mode: Mode
+    student: str | StudentFactory
+    optimizer: str | OptimizerFactory
+    lr: float
+    momentum: float
+    weight_decay: float
+    augment: bool
+    max_teacher_steps: int
+    candidate_cost: float
+    device: torch.device
+    data_root: str | Path | None
+    download: bool
+    data: RawData | None
+    dev_fraction: float
+    report_test: ReportTest
+    precision: Precision
+    channels_last: bool
+    compile: bool
+
+    @classmethod
+    def resolve(cls, task: str = "digits", **kwargs: Any) -> Settings:
+        """The task's defaults, overridden by every keyword argument that is not None.
+
+        The arguments are those of :class:`l2t_gym.L2TEnv` (:data:`ARGUMENTS` lists them);
+        ``split``, the old name of ``fold``, is accepted with a DeprecationWarning.
+
+        :raises TypeError: for an argument no env takes, or ``data`` that is not a RawData.
+        :raises ValueError: for an unknown task or an argument out of its range.
+        """
+        if "split" in kwargs:
+            warnings.warn(
+                "the split argument is deprecated: it is now called fold", DeprecationWarning, 3
+            )
+            kwargs["fold"] = kwargs.pop("split")
+        unknown = sorted(set(kwargs) - set(ARGUMENTS))
+        if unknown:
+            raise TypeError(
+                f"unexpected argument(s) {', '.join(unknown)}; an L2T env takes "
+                f"{', '.join(ARGUMENTS)}"
+            )
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+        spec = TASKS[task]
+        values = {**DEFAULTS, **{k: v for k, v in kwargs.items() if v is not None}}
+        for name in TASK_DEFAULTS:
+            values.setdefault(name, getattr(spec, name))
+        if values["max_teacher_steps"] is None:
+            values["max_teacher_steps"] = 10 * int(values["max_iters"])
+        settings = cls(
+            task=task,
+            spec=spec,
+            tau=float(values["tau"]),
+            max_iters=int(values["max_iters"]),
+            batch_size=int(values["batch_size"]),
+            eval_every=int(values["eval_every"]),
+            fold=values["fold"],
+            mode=values["mode"],
+            student=values["student"],
+            optimizer=values["optimizer"],
+            lr=float(values["lr"]),
+            momentum=float(values["momentum"]),
+            weight_decay=float(values["weight_decay"]),
+            augment=bool(values["augment"]),
+            max_teacher_steps=int(values["max_teacher_steps"]),
+            candidate_cost=float(values["candidate_cost"]),
+            device=resolve_device(values["device"]),
+            data_root=values["data_root"],
+            download=bool(values["download"]),
+            data=values["data"],
+            dev_fraction=float(values["dev_fraction"]),
+            report_test=values["report_test"],
+            precision=values["precision"],
+            channels_last=bool(values["channels_last"]),
+            compile=bool(values["compile"]),
+        )
+        settings._check()
+        return settings
+
+    # -- what the settings describe -----------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The observation's column names, in order (see :mod:`l2t_gym.features`)."""
+        return feature_names(self.spec.num_classes, self.spec.extra_names)
+
+    def load_data(self) -> DeviceData:
+        """The task's dataset on the device, shared with every env of the process.
+
+        :raises ValueError: if the data's per-instance features differ from the task's.
+        """
+        data = load_dataset(
+            self.spec.dataset, self.data_root, self.download, self.device, arrays=self.data
+        )
+        if data.extra_names != self.spec.extra_names:
+            raise ValueError(
+                f"task {self.task!r} expects data features {self.spec.extra_names}, the data "
+                f"has {data.extra_names}"
+            )
+        return data
+
+    def fold_of(self, data: DeviceData) -> Fold:
+        """This env's fold of ``data``'s training set (training instances and dev set)."""
+        return make_folds(data.y_train_host, self.dev_fraction)[self.fold]
+
+    def build_student(self, data: DeviceData, seed: int) -> nn.Module:
+        """A freshly initialised student on the device, its weights drawn from ``seed`` (torch's
+        global generator is left as it was).
+
+        :raises TypeError: if a ``student`` callable returns something other than an nn.Module.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if callable(self.student):
+                model = self.student()
+                if not isinstance(model, nn.Module):
+                    raise TypeError(
+                        f"student callable must return an nn.Module, got {type(model).__name__}"
+                    )
+            else:
+                model = build_student(
+                    self.student, data.input_shape, data.num_classes, vocab_size=data.vocab_size
+                )
+        return model.to(self.device)
+
+    def build_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """The student's optimiser: ``"sgd"`` (with momentum) or ``"adam"``, fused kernels where
+        this torch has them, or the ``optimizer`` callable applied to the parameters."""
+        if callable(self.optimizer):
+            return self.optimizer(params)
+        params = list(params)
+        kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if self.optimizer == "sgd":
+            cls, kwargs = torch.optim.SGD, {**kwargs, "momentum": self.momentum}
+        else:
+            cls = torch.optim.Adam
+        try:
+            # The fused step is one kernel instead of one per parameter: same arithmetic, less
+            # dispatch, which matters for the small students this env runs by the thousand.
+            return cls(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            return cls(params, **kwargs)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, checked again."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        settings = type(self)(**values)
+        settings._check()
+        return settings
+
+    # -- checks -------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
+        for name in ("max_iters", "batch_size", "eval_every", "max_teacher_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not (math.isfinite(self.candidate_cost) and self.candidate_cost >= 0):
+            raise ValueError(f"candidate_cost must be >= 0, got {self.candidate_cost}")
+        if self.fold not in FOLDS:
+            raise ValueError(f"fold must be one of {FOLDS}, got {self.fold!r}")
+        if self.mode not in ("paper", "mask"):
+            raise ValueError(f"mode must be 'paper' or 'mask', got {self.mode!r}")
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction must lie in (0, 1), got {self.dev_fraction}")
+        if not (callable(self.optimizer) or self.optimizer in ("sgd", "adam")):
+            raise ValueError(
+                f"optimizer must be 'sgd', 'adam' or a callable, got {self.optimizer!r}"
+            )
+        if not callable(self.student):
+            check_student_name(self.student)
+        if self.report_test not in (False, True, "end", "eval"):
+            raise ValueError(
+                f"report_test must be False, True, 'end' or 'eval', got {self.report_test!r}"
+            )
+        if self.data is not None and not isinstance(self.data, RawData):
+            raise TypeError(f"data must be an l2t_gym.data.RawData, got {type(self.data).__name__}")
+        if self.data is not None and self.data.num_classes != self.spec.num_classes:
+            raise ValueError(
+                f"task {self.task!r} has {self.spec.num_classes} classes, data has "
+                f"{self.data.num_classes}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if (
+            self.precision == "bf16"
+            and self.device.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)
+        ):
+            raise ValueError(f"precision='bf16' asked for, but {self.device} has no bfloat16")
+        shape = self.spec.input_shape if self.data is None else self.data.x_train.shape[1:]
+        if self.channels_last and len(shape) != 3:
+            raise ValueError(
+                f"channels_last needs 4-D image inputs (N, C, H, W); task {self.task!r} has "
+                f"inputs of shape (N, {', '.join(map(str, shape))})"
+            )
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
+
+    :raises ValueError: for another kind of device, or CUDA where torch sees none.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from err
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return dev

@@ -1,0 +1,139 @@
+"""Students stacked: N students' parameters as one tensor per parameter, run with ``torch.func``.
+
+This is how :class:`l2t_gym.vector.L2TVectorEnv` holds its students: every forward pass is one
+``torch.vmap`` of ``functional_call`` over the students (or, for the package's MLPs, a few
+batched matmuls), so N small students cost little more than one. The one thing that must differ
+from :class:`~l2t_gym.student.modules.ModuleStudents` lives here: a step in which only some
+students train. ``torch.optim.SGD`` updates the stacked parameters (its arithmetic is elementwise,
+so each student's rows get exactly the update they would get alone); the rows of the students
+that did not train are put back afterwards. SGD only: Adam's step count is per tensor, not per
+student.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state
+
+from l2t_gym.models import MLP
+from l2t_gym.settings import Settings
+from l2t_gym.student.base import BatchNormStats, autocast, to_device_async
+
+
+class StackedStudents:
+    """N students of one architecture with their parameters, buffers and SGD momentum stacked on
+    a leading student dimension.
+
+    :param models: N modules of one architecture (their weights are replaced by :meth:`load`).
+    :param settings: the env's settings: ``optimizer="sgd"``, its rate, momentum and weight decay,
+        and the precision (bf16 for the package's MLPs only: ``torch.vmap`` does not apply
+        autocast to convolutions).
+    """
+
+    eval_chunk = 512
+
+    def __init__(self, models: list[nn.Module], settings: Settings) -> None:
+        self.n = len(models)
+        self.device = settings.device
+        self.precision = settings.precision
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        self.buffers = buffers
+        self.batchnorm = BatchNormStats.of_stacked(self.buffers)
+        self.optimizer = torch.optim.SGD(
+            list(self.params.values()),
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+        # The stateless copy that functional_call runs: its own tensors are never used.
+        self._base = copy.deepcopy(models[0]).to("meta")
+        self._base_modules = list(self._base.modules())
+        # The package's MLP students have a direct batched forward (same arithmetic, no vmap).
+        self._mlp = models[0] if type(models[0]) is MLP else None
+        self._vmapped = torch.vmap(self._one)
+        self._vmapped_shared_x = torch.vmap(self._one, in_dims=(0, 0, None))
+
+    def load(self, i: int, model: nn.Module) -> None:
+        with torch.no_grad():
+            for k, v in model.named_parameters():
+                self.params[k][i] = v
+                momentum = self.optimizer.state[self.params[k]].get("momentum_buffer")
+                if momentum is not None:
+                    momentum[i] = 0
+            for k, v in model.named_buffers():
+                self.buffers[k][i] = v
+
+    def forward(
+        self, x: torch.Tensor, rows: np.ndarray | None = None, saved: list | None = None
+    ) -> torch.Tensor:
+        with autocast(self.device, self.precision):
+            if self._mlp is not None:
+                return self._mlp.stacked_forward(self.params, x)
+            return self._vmapped(self.params, self.buffers, x)
+
+    def step(self, logits: torch.Tensor, y: torch.Tensor, who: np.ndarray) -> torch.Tensor:
+        n, m = y.shape
+        # In float32 whatever the forward's precision, as ModuleStudents computes it.
+        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+        losses = losses.view(n, m).mean(1)
+        params = list(self.params.values())
+        everyone = bool(who.all())  # the common case (keep-all) needs no masking
+        mask = None if everyone else to_device_async(who, self.device)
+        total = losses.sum() if mask is None else (losses * mask).sum()
+        for p, g in zip(params, torch.autograd.grad(total, params), strict=True):
+            p.grad = g
+        if mask is None:
+            self.optimizer.step()
+        else:
+            self._step_some(params, mask)
+        for p in params:
+            p.grad = None
+        return losses.detach() if mask is None else torch.where(mask, losses.detach(), 0.0)
+
+    def _step_some(self, params: list[torch.Tensor], mask: torch.Tensor) -> None:
+        """The optimiser step for the students in ``mask`` only: the others' parameters and
+        momentum are put back, so they are exactly as before."""
+        state = self.optimizer.state
+        before = [p.detach().clone() for p in params]
+        momenta = [state[p].get("momentum_buffer") for p in params]
+        momenta = [None if b is None else b.clone() for b in momenta]
+        self.optimizer.step()
+        with torch.no_grad():
+            for p, old, old_momentum in zip(params, before, momenta, strict=True):
+                rows = mask.view(-1, *([1] * (p.dim() - 1)))
+                p.copy_(torch.where(rows, p, old))
+                momentum = state[p].get("momentum_buffer")
+                if momentum is not None:
+                    kept = torch.zeros_like(momentum) if old_momentum is None else old_momentum
+                    momentum.copy_(torch.where(rows, momentum, kept))
+
+    def eval_logits(self, x: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+        params, buffers = self.params, self.buffers
+        one = None if rows is None or rows.sum() != 1 else int(np.flatnonzero(rows)[0])
+        if one is not None:  # a student starting its episode: run it alone
+            params = {k: v[one : one + 1] for k, v in params.items()}
+            buffers = {k: v[one : one + 1] for k, v in buffers.items()}
+        with autocast(self.device, self.precision):
+            if self._mlp is not None:
+                logits = self._mlp.stacked_forward(params, x)
+            else:
+                logits = self._vmapped_shared_x(params, buffers, x)
+        if one is None and rows is not None:
+            logits = logits[torch.from_numpy(np.flatnonzero(rows)).to(logits.device)]
+        return logits
+
+    def set_training(self, flag: bool) -> None:
+        for module in self._base_modules:
+            module.training = flag
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def _one(self, params, buffers, x):
+        return functional_call(self._base, (params, buffers), (x,))
