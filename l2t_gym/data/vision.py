@@ -148,14 +148,31 @@ def load_cifar10(root: Path, download: bool) -> RawData:
     train = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=True, download=download)
     test = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=False, download=download)
     # torchvision holds CIFAR-10 as a (N, 32, 32, 3) uint8 numpy array (channels last, as PIL
-    # wants) and a list of ints; every model here expects channels first.
+    # wants) and a list of ints.
     return RawData(
-        x_train=_normalise(_channels_first(train.data), CIFAR10_MEAN, CIFAR10_STD),
+        x_train=normalise_cifar10(train.data),
         y_train=torch.from_numpy(np.asarray(train.targets, dtype=np.int64)),
-        x_test=_normalise(_channels_first(test.data), CIFAR10_MEAN, CIFAR10_STD),
+        x_test=normalise_cifar10(test.data),
         y_test=torch.from_numpy(np.asarray(test.targets, dtype=np.int64)),
         num_classes=10,
     )
+
+
+def normalise_cifar10(images: np.ndarray) -> torch.Tensor:
+    """uint8 CIFAR-10 images (N, 32, 32, 3), channels last as published, pixels 0..255, -> the
+    float32 (N, 3, 32, 32) the CIFAR-10 task trains on: ``(x / 255 - mean) / std`` per channel,
+    computed exactly as the loader computes it.
+
+    :raises TypeError: for pixels that are not uint8.
+    :raises ValueError: for another shape.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 pixels 0..255, got {images.dtype}")
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"expected images (N, 32, 32, 3), got {images.shape}")
+    # Every model here expects channels first.
+    return _normalise(_channels_first(images), CIFAR10_MEAN, CIFAR10_STD)
 
 
 def _channels_first(images: np.ndarray) -> torch.Tensor:
