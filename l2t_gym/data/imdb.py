@@ -114,16 +114,14 @@ def load_imdb(
 ) -> RawData:
     """IMDB reviews as (N, ``max_len``) int64 token ids, labels pos = 1 / neg = 0.
 
-    Args:
-        root: the data root; reviews are read from ``<root>/aclImdb``.
-        download: fetch and unpack the official archive (md5-checked) if the folder is missing.
-        vocab_size: ids in all, padding (0) and out-of-vocabulary (1) included.
-        max_len: tokens kept per review (the last ones).
-        cache_dir: where the tokenised arrays are cached; if None, ``<root>/aclImdb/.l2t_cache``,
-            or :func:`user_cache_folder` when the aclImdb folder is read-only.
+    :param root: the data root; reviews are read from ``<root>/aclImdb``.
+    :param download: fetch and unpack the official archive (md5-checked) if the folder is missing.
+    :param vocab_size: ids in all, padding (0) and out-of-vocabulary (1) included.
+    :param max_len: tokens kept per review (the last ones).
+    :param cache_dir: where the tokenised arrays are cached; if None, ``<root>/aclImdb/.l2t_cache``,
+        or :func:`user_cache_folder` when the aclImdb folder is read-only.
 
-    Raises:
-        DatasetNotFoundError: the folder is missing or incomplete and could not be downloaded.
+    :raises DatasetNotFoundError: the folder is missing or incomplete and could not be downloaded.
     """
     if max_len < 1:
         raise ValueError(f"max_len must be positive, got {max_len}")

@@ -66,17 +66,16 @@ def build_student(
 ) -> nn.Module:
     """Build a freshly initialised student network on the CPU.
 
-    Args:
-        name: one of :data:`STUDENT_NAMES`, e.g. ``"mlp-500"`` or ``"resnet32"``.
-        input_shape: one instance's shape without the batch dimension; ResNets need ``(C, H, W)``.
-        num_classes: number of output logits.
-        generator: CPU generator for the initial weights, so a seeded run is reproducible; the
-            global RNG when ``None``.
-        vocab_size: number of token ids (padding included); LSTMs need it, and read inputs of
-            shape ``(max_len,)``. Other students ignore it.
+    :param name: one of :data:`STUDENT_NAMES`, e.g. ``"mlp-500"`` or ``"resnet32"``.
+    :param input_shape: one instance's shape without the batch dimension; ResNets need
+        ``(C, H, W)``.
+    :param num_classes: number of output logits.
+    :param generator: CPU generator for the initial weights, so a seeded run is reproducible; the
+        global RNG when ``None``.
+    :param vocab_size: number of token ids (padding included); LSTMs need it, and read inputs of
+        shape ``(max_len,)``. Other students ignore it.
 
-    Raises:
-        ValueError: for an unknown or malformed name, or an input shape the model cannot take.
+    :raises ValueError: for an unknown or malformed name, or an input shape the model cannot take.
     """
     check_student_name(name)
     if num_classes < 1:

@@ -21,19 +21,18 @@ Pooling = Literal["mean", "last"]
 class LSTMClassifier(nn.Module):
     """``Embedding(vocab, embed_dim) -> LSTM(hidden) -> pool -> Linear(hidden, classes)``.
 
-    Args:
-        vocab_size: number of token ids, padding (id 0, a zero embedding that never trains)
-            included.
-        embed_dim: word vector width.
-        hidden: LSTM state width.
-        num_classes: number of output logits.
-        pooling: ``"mean"`` (default) averages the LSTM outputs over a review's real tokens, as
-            the classic Theano LSTM sentiment tutorial does; ``"last"`` takes the output at its
-            last real token. Mean pooling sends gradient into every time step. With ``"last"``
-            the gradient reaching early steps decays into subnormal floats, which x86 CPUs
-            handle several times slower: a training step cost 4-5x as much on our CPU (unless
-            ``torch.set_flush_denormal(True)``), and the student learned more slowly.
-        generator: CPU generator for the initial weights (the global RNG when ``None``).
+    :param vocab_size: number of token ids, padding (id 0, a zero embedding that never trains)
+        included.
+    :param embed_dim: word vector width.
+    :param hidden: LSTM state width.
+    :param num_classes: number of output logits.
+    :param pooling: ``"mean"`` (default) averages the LSTM outputs over a review's real tokens, as
+        the classic Theano LSTM sentiment tutorial does; ``"last"`` takes the output at its last
+        real token. Mean pooling sends gradient into every time step. With ``"last"`` the gradient
+        reaching early steps decays into subnormal floats, which x86 CPUs handle several times
+        slower: a training step cost 4-5x as much on our CPU (unless
+        ``torch.set_flush_denormal(True)``), and the student learned more slowly.
+    :param generator: CPU generator for the initial weights (the global RNG when ``None``).
 
     Weights are drawn as PyTorch's defaults draw them (embedding N(0, 1), LSTM and head uniform
     in +-1/sqrt(fan)), but from ``generator``, so one seeded generator fixes the whole student.

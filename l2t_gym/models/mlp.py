@@ -12,11 +12,10 @@ from torch import nn
 class MLP(nn.Module):
     """Flatten, then ``Linear -> ReLU`` for each hidden width, then a ``Linear`` to the classes.
 
-    Args:
-        input_shape: shape of one instance without the batch dimension, e.g. ``(1, 28, 28)``.
-        hidden: hidden layer widths, e.g. ``(500,)`` for the paper's 784-500-10 MNIST student.
-        num_classes: number of output logits.
-        generator: CPU generator for the initial weights (the global RNG when ``None``).
+    :param input_shape: shape of one instance without the batch dimension, e.g. ``(1, 28, 28)``.
+    :param hidden: hidden layer widths, e.g. ``(500,)`` for the paper's 784-500-10 MNIST student.
+    :param num_classes: number of output logits.
+    :param generator: CPU generator for the initial weights (the global RNG when ``None``).
 
     Hidden layers get Kaiming-normal weights (fan-in, ReLU gain) and zero biases; every parameter
     is re-initialised here so that one seeded generator fixes the whole student.

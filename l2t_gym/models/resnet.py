@@ -53,11 +53,10 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet of depth ``6n+2`` for small images (He et al. 2016, CIFAR-10 architecture).
 
-    Args:
-        depth: 20, 32, 44, 56, 110, ... (any ``6n+2`` with ``n >= 1``).
-        in_channels: input channels (3 for CIFAR-10; 1 works for MNIST).
-        num_classes: number of output logits.
-        generator: CPU generator for the initial weights (the global RNG when ``None``).
+    :param depth: 20, 32, 44, 56, 110, ... (any ``6n+2`` with ``n >= 1``).
+    :param in_channels: input channels (3 for CIFAR-10; 1 works for MNIST).
+    :param num_classes: number of output logits.
+    :param generator: CPU generator for the initial weights (the global RNG when ``None``).
 
     Any spatial size works (the two stride-2 stages round up); pooling is global. Convolutions
     get Kaiming-normal weights (fan-out, ReLU gain, as in He et al.'s code and torchvision), the
