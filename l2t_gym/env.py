@@ -148,12 +148,12 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
                 "call reset() before step(): the episode is over or has not begun"
             )
         keep = check_keep_masks(action, (self.settings.batch_size,))
-        obs, reward, terminated, truncated = episodes.step(keep[None])
-        self._done = bool(terminated[0] or truncated[0])
+        obs, rewards, terminated, truncated = episodes.step(keep[None])
+        self._done = terminated[0] or truncated[0]
         info = episodes.info(0)
         if self._done:
-            info.update({k: v[0].item() for k, v in episodes.final_info(np.ones(1, bool)).items()})
-        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+            info.update({k: v[0] for k, v in episodes.final_info([0]).items()})
+        return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
     # -- public state -------------------------------------------------------------------------
     @property
@@ -166,7 +166,7 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
         """The episode's clock: student iterations + candidate_cost x candidate batches shown."""
         if self._episodes is None:
             raise gym.error.ResetNeeded("the clock starts at reset()")
-        return float(self._episodes.clock()[0])
+        return float(self._episodes.clock(0))
 
     @property
     def num_features(self) -> int:

@@ -17,6 +17,7 @@ autoreset; neither states a rule of its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -80,21 +81,24 @@ def check_keep_masks(action: Any, shape: tuple[int, ...]) -> np.ndarray:
 class Episodes:
     """N episodes of the L2T MDP side by side, one per student of ``run``.
 
+    Per-student values (``teacher_step[i]``, ...) are Python lists, as in the run; the step's
+    results are lists of N, which the single env reads at 0 and the vector env turns into arrays.
+
     :param settings: the env's settings (tau, T', eval_every, clock cost, truncation, report_test).
     :param run: the students' run, N = ``run.n``.
     """
 
     def __init__(self, settings: Settings, run: StudentRun) -> None:
         self.settings, self.run, self.n = settings, run, run.n
-        #: (N,) teacher steps (candidate batches shown) and instances kept so far.
-        self.teacher_step = np.zeros(self.n, dtype=np.int64)
-        self.kept_instances = np.zeros(self.n, dtype=np.int64)
-        self.reached_tau = np.zeros(self.n, dtype=bool)
-        self.diverged = np.zeros(self.n, dtype=bool)
+        #: Teacher steps (candidate batches shown) and instances kept so far, per student.
+        self.teacher_step = [0] * self.n
+        self.kept_instances = [0] * self.n
+        self.reached_tau = [False] * self.n
+        self.diverged = [False] * self.n
 
-    def clock(self) -> np.ndarray:
-        """(N,) float: student iterations + ``candidate_cost`` x candidate batches shown."""
-        return self.run.iteration + self.settings.candidate_cost * self.teacher_step
+    def clock(self, i: int) -> float:
+        """Student ``i``'s clock: its iterations + ``candidate_cost`` x candidate batches shown."""
+        return self.run.iteration[i] + self.settings.candidate_cost * self.teacher_step[i]
 
     def start(self, i: int, rng: np.random.Generator) -> None:
         """A new episode in slot ``i``: a fresh student, all of it seeded from ``rng``, evaluated
@@ -103,68 +107,73 @@ class Episodes:
         self.run.start(i, init_seed, order_seed, augment_seed)
         self.teacher_step[i] = self.kept_instances[i] = 0
         self.reached_tau[i] = self.diverged[i] = False
-        only = np.arange(self.n) == i
-        self.run.evaluate("dev", only)
+        self.run.evaluate("dev", [i])
         if self.settings.report_test == "eval":
-            self.run.evaluate("test", only)
+            self.run.evaluate("test", [i])
 
     def observe(self, keep_graph: bool = True) -> np.ndarray:
         """Propose every student's next candidate batch: the (N, M, d) observations."""
         candidate = self.run.propose(keep_graph)
-        self.diverged |= candidate.diverged
-        progress = np.minimum(self.clock() / self.settings.max_iters, 1.0)
+        for i, bad in enumerate(candidate.diverged):
+            if bad:
+                self.diverged[i] = True
+        t_prime, cost = self.settings.max_iters, self.settings.candidate_cost
+        progress = [
+            min((it + cost * st) / t_prime, 1.0)
+            for it, st in zip(self.run.iteration, self.teacher_step, strict=True)
+        ]
         return observe(candidate, progress, self.run.best_dev_accuracy)
 
     def step(
-        self, keep: np.ndarray, active: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Apply keep masks (N, M) bool; students not in ``active`` (bool (N,); all when None)
-        sit this step out. Returns the next observations (N, M, d) and, per student, the
-        reward, terminated and truncated."""
+        self, keep: np.ndarray, students: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, list[float], list[bool], list[bool]]:
+        """Apply keep masks (N, M) bool; only the ``students`` listed (all when None) take a
+        step, the others sit it out. Returns the next observations (N, M, d) and, per student,
+        the reward, terminated and truncated."""
         s, run, n = self.settings, self.run, self.n
-        n_kept = np.count_nonzero(keep, axis=1)
-        if active is None:
-            live = run.everyone
-            self.teacher_step += 1
-            self.kept_instances += n_kept
-        else:
-            live = active
-            self.teacher_step[live] += 1
-            self.kept_instances[live] += n_kept[live]
-        trained = run.offer(keep, active, n_kept)
-        rewards = np.zeros(n)
-        terminated = np.zeros(n, dtype=bool)
-        due = trained & (run.iteration % s.eval_every == 0)
-        if due.any():
-            rows = None if due.all() else due
-            run.evaluate("dev", rows)
+        slots = range(n) if students is None else students
+        n_kept = keep.sum(axis=1).tolist()
+        for i in slots:
+            self.teacher_step[i] += 1
+            self.kept_instances[i] += n_kept[i]
+        trained = run.offer(keep, students, n_kept)
+        due = [i for i in trained if run.iteration[i] % s.eval_every == 0]
+        reached = set()
+        if due:
+            run.evaluate("dev", due)
             if s.report_test == "eval":
-                run.evaluate("test", rows)
-            reached = due & (run.dev_accuracy >= s.tau)
-            if reached.any():
-                self.reached_tau |= reached
-                terminated |= reached
-                clock = self.clock()
-                for i in np.flatnonzero(reached):
-                    rewards[i] = paper_reward(float(clock[i]), s.max_iters)
-        terminated |= live & (self.clock() >= s.max_iters)
-        truncating = live & ~terminated & (self.teacher_step >= s.max_teacher_steps)
+                run.evaluate("test", due)
+            reached = {i for i in due if run.dev_accuracy[i] >= s.tau}
+        rewards, terminated, truncated = [0.0] * n, [False] * n, [False] * n
+        iteration, cost = run.iteration, s.candidate_cost
+        for i in slots:
+            clock = iteration[i] + cost * self.teacher_step[i]
+            if i in reached:
+                self.reached_tau[i] = terminated[i] = True
+                rewards[i] = paper_reward(clock, s.max_iters)
+            elif clock >= s.max_iters:
+                terminated[i] = True
+            truncated[i] = self.teacher_step[i] >= s.max_teacher_steps
         # No graph is worth keeping for a student whose episode ends here.
-        obs = self.observe(keep_graph=not (terminated | truncating).any())
-        terminated |= live & self.diverged
-        truncated = live & ~terminated & (self.teacher_step >= s.max_teacher_steps)
+        obs = self.observe(keep_graph=not (any(terminated) or any(truncated)))
+        for i in slots:
+            terminated[i] = terminated[i] or self.diverged[i]
+            truncated[i] = truncated[i] and not terminated[i]
         return obs, rewards, terminated, truncated
 
     # -- info ---------------------------------------------------------------------------------
     def info(self, i: int | None = None) -> dict[str, Any]:
         """The step info: of student ``i`` as Python numbers, or of all as arrays (N,)."""
         run, s = self.run, self.settings
-        values: dict[str, np.ndarray] = {
+        steps = self.teacher_step
+        columns: dict[str, list] = {
             "iteration": run.iteration,
-            "teacher_step": self.teacher_step,
-            "clock": self.clock(),
+            "teacher_step": steps,
+            "clock": [
+                it + s.candidate_cost * st for it, st in zip(run.iteration, steps, strict=True)
+            ],
             "effective_instances": run.effective_instances,
-            "instances_seen": self.teacher_step * s.batch_size,
+            "instances_seen": [st * s.batch_size for st in steps],
             "kept_instances": self.kept_instances,
             "pool_size": run.pool_size,
             "dev_accuracy": run.dev_accuracy,
@@ -173,27 +182,32 @@ class Episodes:
             "diverged": self.diverged,
         }
         if s.report_test == "eval":
-            values["test_accuracy"] = run.test_accuracy
-            values["test_seconds"] = run.test_seconds
+            columns["test_accuracy"] = run.test_accuracy
+            columns["test_seconds"] = run.test_seconds
         if i is None:
-            return {k: np.array(v) for k, v in values.items()}
-        return {k: v[i].item() for k, v in values.items()}
+            return {k: np.array(v) for k, v in columns.items()}
+        return {k: v[i] for k, v in columns.items()}
 
-    def final_info(self, ended: np.ndarray) -> dict[str, np.ndarray]:
-        """What the info adds at an episode's end, for the students in ``ended`` (bool (N,); NaN
-        for the others): ``final_dev_accuracy`` (measured now if the last dev evaluation was
-        not at the student's last iteration) and, with ``report_test``, ``test_accuracy``."""
-        run, report = self.run, self.settings.report_test
-        stale = ended & (run.dev_iteration != run.iteration)
-        if stale.any():
+    def final_info(self, ended: Sequence[int]) -> dict[str, list[float]]:
+        """What the info adds at the end of the episodes of the ``ended`` students, as lists of
+        N (NaN for the others): ``final_dev_accuracy`` (measured now if the last dev evaluation
+        was not at the student's last iteration) and, with ``report_test``, ``test_accuracy``
+        (and ``test_seconds`` with ``report_test="eval"``)."""
+        run, report, n = self.run, self.settings.report_test, self.n
+        stale = [i for i in ended if run.dev_iteration[i] != run.iteration[i]]
+        if stale:
             run.evaluate("dev", stale)
             if report == "eval":  # the final evaluation is off the eval grid: test it too
                 run.evaluate("test", stale)
-        info = {"final_dev_accuracy": np.where(ended, run.dev_accuracy, np.nan)}
-        if report == "eval":
-            info["test_accuracy"] = np.where(ended, run.test_accuracy, np.nan)
-            info["test_seconds"] = np.where(ended, run.test_seconds, np.nan)
-        elif report:
+        if report and report != "eval":
             run.evaluate("test", ended)
-            info["test_accuracy"] = np.where(ended, run.test_accuracy, np.nan)
+
+        def at_end(values: list[float]) -> list[float]:
+            return [values[i] if i in ended else math.nan for i in range(n)]
+
+        info = {"final_dev_accuracy": at_end(run.dev_accuracy)}
+        if report:
+            info["test_accuracy"] = at_end(run.test_accuracy)
+        if report == "eval":
+            info["test_seconds"] = at_end(run.test_seconds)
         return info

@@ -17,6 +17,7 @@ per-op dispatch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -96,13 +97,14 @@ def build_features(
 
 
 def observe(
-    candidate: Candidate, progress: np.ndarray, best_dev_accuracy: np.ndarray
+    candidate: Candidate, progress: Sequence[float], best_dev_accuracy: Sequence[float]
 ) -> np.ndarray:
     """The float32 (N, M, d) observations of N students' candidate batches.
 
     :param candidate: the batches, from :meth:`l2t_gym.student.StudentRun.propose`.
-    :param progress: (N,) the ``iteration`` feature of each student: its clock over T', at most 1.
-    :param best_dev_accuracy: (N,) each student's best dev accuracy so far.
+    :param progress: the ``iteration`` feature of each of the N students: its clock over T', at
+        most 1.
+    :param best_dev_accuracy: each student's best dev accuracy so far (N values).
 
     A diverged student's features mean nothing, but its observation must still lie in the
     observation space: it is reported as a uniform guess with the largest float32 loss.
@@ -113,8 +115,8 @@ def observe(
         candidate.labels,
         candidate.extras,
     )
-    if candidate.diverged.any():
-        bad = candidate.diverged
+    if any(candidate.diverged):
+        bad = np.asarray(candidate.diverged)
         logits = np.where(bad[:, None, None], 0.0, logits).astype(np.float32)
         avg = np.where(bad, float(np.finfo(np.float32).max), avg)
     n, m, c = logits.shape

@@ -112,15 +112,17 @@ class L2TVectorEnv(VectorEnv):
         if episodes is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         keep = check_keep_masks(actions, (self.num_envs, self.batch_size))
-        resetting = self._needs_reset
-        for i in np.flatnonzero(resetting):
+        resetting = np.flatnonzero(self._needs_reset).tolist()
+        for i in resetting:
             episodes.start(i, self._rngs[i])
-        keep = np.where(resetting[:, None], False, keep)  # a resetting sub-env's action is ignored
-        obs, rewards, terminated, truncated = episodes.step(keep, active=~resetting)
+        # A resetting sub-env's action is ignored: it starts its new episode instead.
+        stepping = [i for i in range(self.num_envs) if i not in resetting] if resetting else None
+        obs, rewards, terminated, truncated = episodes.step(keep, stepping)
+        terminated, truncated = np.array(terminated), np.array(truncated)
         ended = terminated | truncated
         info = self._info(ended)
         self._needs_reset = ended
-        return obs, rewards, terminated, truncated, info
+        return obs, np.array(rewards), terminated, truncated, info
 
     @property
     def run(self) -> StudentRun | None:
@@ -133,8 +135,8 @@ class L2TVectorEnv(VectorEnv):
         everywhere = np.ones(self.num_envs, dtype=bool)
         info.update({f"_{k}": everywhere for k in list(info)})
         if ended.any():
-            final = self._episodes.final_info(ended)
-            info.update(final)
+            final = self._episodes.final_info(np.flatnonzero(ended).tolist())
+            info.update({k: np.array(v) for k, v in final.items()})
             info.update({f"_{k}": ended.copy() for k in final})
         return info
 

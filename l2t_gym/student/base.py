@@ -15,6 +15,8 @@ from l2t_gym.settings import Precision
 
 #: Students' logits, indexable by student: a stacked (N, B, C) tensor or a list of N (B, C).
 Logits = torch.Tensor | list
+#: Students' inputs or labels, indexable by student: stacked (N, B, ...) or a list of N (B, ...).
+Batch = torch.Tensor | list
 
 
 class Students(Protocol):
@@ -29,28 +31,31 @@ class Students(Protocol):
     n: int
     device: torch.device
     batchnorm: BatchNormStats
-    #: Instances per forward pass in :meth:`eval_logits` calls.
+    #: Instances per forward pass in :meth:`count_correct` calls.
     eval_chunk: int
 
     def load(self, i: int, model: nn.Module) -> None:
         """Make slot ``i`` the freshly initialised ``model``, with fresh optimiser state."""
 
     def forward(
-        self, x: torch.Tensor, rows: np.ndarray | None = None, saved: list | None = None
+        self, x: Batch, rows: np.ndarray | None = None, saved: list | None = None
     ) -> Logits:
         """Training-mode logits of inputs x (N, B, ...), each student on its own row: (N, B, C),
         as a tensor or a list of N (B, C) tensors. BatchNorm statistics are updated as a training
         step would. Only ``rows`` (bool (N,)) need be computed (the others may be None);
         ``saved`` holds the statistics as they were before the call."""
 
-    def step(self, logits: Logits, y: torch.Tensor, who: np.ndarray) -> torch.Tensor:
+    def step(self, logits: Logits, y: Batch, who: np.ndarray) -> torch.Tensor:
         """One optimiser step for each student in ``who`` (bool (N,)) on the mean cross-entropy
         of its row of ``logits`` against ``y`` (N, B); the others stay as they were.
         Returns the losses (N,), detached, 0 where a student did not step."""
 
-    def eval_logits(self, x: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
-        """Evaluation-mode logits (R, B, C) of the shared inputs x (B, ...) for the R students in
-        ``rows`` (all when None)."""
+    def count_correct(
+        self, x: torch.Tensor, y: torch.Tensor, rows: np.ndarray | None
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """How many of the shared inputs x (B, ...) each of the R students in ``rows`` (bool
+        (N,); all when None) classifies as ``y`` (B,) says, in evaluation mode: R counts, as one
+        tensor or a list of 0-d tensors."""
 
     def set_training(self, flag: bool) -> None:
         """Switch every student between training and evaluation mode."""

@@ -100,16 +100,18 @@ class ModuleStudents:
         self.optimizers[i] = self.settings.build_optimizer(self.modules[i].parameters())
 
     def forward(
-        self, x: torch.Tensor, rows: np.ndarray | None = None, saved: list | None = None
+        self, x: list[torch.Tensor], rows: np.ndarray | None = None, saved: list | None = None
     ) -> list[torch.Tensor | None]:
         # A list, not a stacked tensor: stacking (or, for one student, a view) would put one more
         # node into each graph the backward walks, ~10 us apiece for a small student on a CPU.
+        if self.n == 1:
+            return [self._forward(0, self.layout(x[0]), saved)]
         return [
             self._forward(i, self.layout(x[i]), saved) if rows is None or rows[i] else None
             for i in range(self.n)
         ]
 
-    def step(self, logits: list, y: torch.Tensor, who: np.ndarray) -> torch.Tensor:
+    def step(self, logits: list, y: list[torch.Tensor], who: np.ndarray) -> torch.Tensor:
         losses = []
         for i in range(self.n):
             if not who[i]:
@@ -125,11 +127,12 @@ class ModuleStudents:
             losses.append(loss.detach())
         return losses[0].view(1) if self.n == 1 else torch.stack(losses)
 
-    def eval_logits(self, x: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+    def count_correct(
+        self, x: torch.Tensor, y: torch.Tensor, rows: np.ndarray | None
+    ) -> list[torch.Tensor]:
         x = self.layout(x)
-        picked = range(self.n) if rows is None else np.flatnonzero(rows)
-        out = [self._forward(int(i), x) for i in picked]
-        return out[0].unsqueeze(0) if len(out) == 1 else torch.stack(out)
+        picked = range(self.n) if rows is None else np.flatnonzero(rows).tolist()
+        return [(self._forward(i, x).argmax(1) == y).sum() for i in picked]
 
     def set_training(self, flag: bool) -> None:
         # ``training`` is a plain instance attribute; nn.Module.__setattr__ would first look for

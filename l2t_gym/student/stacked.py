@@ -113,7 +113,9 @@ class StackedStudents:
                     kept = torch.zeros_like(momentum) if old_momentum is None else old_momentum
                     momentum.copy_(torch.where(rows, momentum, kept))
 
-    def eval_logits(self, x: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+    def count_correct(
+        self, x: torch.Tensor, y: torch.Tensor, rows: np.ndarray | None
+    ) -> torch.Tensor:
         params, buffers = self.params, self.buffers
         one = None if rows is None or rows.sum() != 1 else int(np.flatnonzero(rows)[0])
         if one is not None:  # a student starting its episode: run it alone
@@ -126,7 +128,7 @@ class StackedStudents:
                 logits = self._vmapped_shared_x(params, buffers, x)
         if one is None and rows is not None:
             logits = logits[torch.from_numpy(np.flatnonzero(rows)).to(logits.device)]
-        return logits
+        return (logits.argmax(-1) == y).sum(-1)
 
     def set_training(self, flag: bool) -> None:
         for module in self._base_modules:
