@@ -146,7 +146,7 @@ def syncs_per_step(env, actions: list[np.ndarray]) -> tuple[list[int], list[int]
 
 
 def _iterations(env) -> np.ndarray:
-    return env.run.iteration.copy()
+    return np.array(env.run.iteration)
 
 
 def _eval_every(env) -> int:
