@@ -214,7 +214,7 @@ def _column(names: list[str], name: str) -> int:
 
 # -- statistics -----------------------------------------------------------------------------------
 def verdict(rho: float, delta: float | None = None) -> str:
-    """One line on a phase.
+    """One line on a phase: no preference, easy-to-hard, or hard-first.
 
     :param rho: Spearman's rank correlation of keep probability with loss.
     :param delta: the mean keep probability of the highest-loss quarter minus the lowest's
@@ -232,7 +232,12 @@ def verdict(rho: float, delta: float | None = None) -> str:
 
 
 def phase_stats(records: Records) -> list[dict[str, Any]]:
-    """Per phase: rows, mean p, kept rate, rho with loss and margin, delta, verdict."""
+    """Statistics of each phase (early, middle, late).
+
+    :param records: from :func:`analyze`.
+    :return: per phase: rows, mean keep probability, kept rate, Spearman's rho of p with loss and
+        with margin, delta (see :func:`verdict`; NaN under 4 rows) and the verdict.
+    """
     out = []
     for k, name in enumerate(PHASES):
         sel = records.phase == k
@@ -273,6 +278,8 @@ def binned(records: Records, n_bins: int = 10) -> list[dict[str, Any]]:
     Quantile bins because losses are heavy-tailed: equal-width bins would leave most rows in the
     first bin. Tied edges merge, so a phase can have fewer than ``n_bins`` bins.
 
+    :param records: from :func:`analyze`.
+    :param n_bins: quantile bins per feature and phase.
     :raises ValueError: when ``n_bins`` < 1.
     """
     if n_bins < 1:
@@ -314,6 +321,9 @@ def write_analysis(
     column per phase, the band the 25-75% range of p in the bin), per_class.png, binned.csv (the
     values of both plots) and summary.md (the phases' statistics and verdicts) to ``out``.
 
+    :param records: from :func:`analyze`.
+    :param out: the folder (made if missing).
+    :param n_bins: see :func:`binned`.
     :param header: markdown lines under the summary's title.
     :return: the summary's text.
     """

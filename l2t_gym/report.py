@@ -60,8 +60,12 @@ CSV_COLUMNS = (
 
 # -- tables ----------------------------------------------------------------------------------------
 def format_table(summaries: Iterable[Summary]) -> str:
-    """A plain-text table of :class:`~l2t_gym.evaluation.Summary` rows, costs to tau as
-    mean ± std over the students that reached tau."""
+    """A plain-text table, one row per teacher, costs to tau as mean ± std over the students
+    that reached tau.
+
+    :param summaries: from :func:`~l2t_gym.evaluation.summarise`, in row order.
+    :return: the table, a header and a footnote, lines joined by newlines.
+    """
     head = (
         f"{'teacher':14} {'reached':>8} {'iterations':>14} {'effective inst.':>16} "
         f"{'cand. batches':>14} {'seconds':>12} {'test acc.':>14} {'keep':>6}"
@@ -80,7 +84,10 @@ def format_table(summaries: Iterable[Summary]) -> str:
 
 
 def markdown_summary(summaries: Iterable[Summary]) -> str:
-    """A markdown table: costs to tau as mean ± std (median) over the students that reached it."""
+    """A markdown table: costs to tau as mean ± std (median) over the students that reached it.
+
+    :param summaries: from :func:`~l2t_gym.evaluation.summarise`, in row order.
+    """
     lines = [
         "| teacher | reached tau | iterations | effective instances | candidate batches "
         "| seconds | final test acc. | keep |",
@@ -96,8 +103,10 @@ def markdown_summary(summaries: Iterable[Summary]) -> str:
 
 
 def markdown_comparisons(comparisons: Iterable[Comparison]) -> str:
-    """A markdown table of :func:`~l2t_gym.evaluation.compare_costs` results (negative
-    differences: cheaper than the reference)."""
+    """A markdown table of comparisons (negative differences: cheaper than the reference).
+
+    :param comparisons: from :func:`~l2t_gym.evaluation.compare_costs`, in row order.
+    """
     lines = [
         "| teacher | vs | cost | mean | reference mean | difference (95% CI) | relative "
         "| paired p | Welch p |",
@@ -220,7 +229,10 @@ def plot_cost_box(
     cost: str = "effective_instances",
 ) -> None:
     """A box plot of each teacher's ``cost`` to tau over its students; runs that never reached
-    tau are drawn as red crosses at what they spent and left out of the box."""
+    tau are drawn as red crosses at what they spent and left out of the box.
+
+    :param cost: a key of :data:`~l2t_gym.evaluation.COSTS`.
+    """
     plt = _pyplot()
     names = list(results)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(names)), 4.5))

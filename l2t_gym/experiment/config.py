@@ -294,8 +294,14 @@ def _at_least(cfg: ExperimentConfig, **bounds: int) -> None:
 
 
 def _env_parameters() -> set[str] | None:
-    """L2TEnv's keyword arguments; None when it takes any (then the env checks them itself)."""
-    params = inspect.signature(L2TEnv).parameters
+    """The keyword arguments an L2T env takes; None when they cannot be listed (the env then
+    checks them itself)."""
+    try:  # where the env resolves its keyword arguments into a settings object, it lists them
+        from l2t_gym.settings import ARGUMENTS  # type: ignore[import-not-found]
+
+        return set(ARGUMENTS)
+    except ImportError:
+        params = inspect.signature(L2TEnv).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
     return set(params) - {"self"}
