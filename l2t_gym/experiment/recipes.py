@@ -17,6 +17,7 @@ sees the student fold while choosing a teacher or a setting.
 from __future__ import annotations
 
 import functools
+import json
 import statistics
 import sys
 import time
@@ -123,9 +124,11 @@ class TrainedTeacher:
 
     def save(self, path: Path, history: Path | None = None) -> None:
         """Write the teacher (safetensors, with the task) and, given ``history``, the episode
-        records as JSON."""
-        import json
+        records as JSON.
 
+        :param path: the teacher's file (its folder is made).
+        :param history: the JSON file of the history (None: not written).
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         self.teacher.save(path, task=self.task)
         if history is not None:
