@@ -151,7 +151,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     print(
         f"trained {n} episodes in {trained.seconds:.1f}s"
         + (" (stopped early: reward plateau)" if trained.stopped_early else "")
-        + f"; last {min(n, 20)}: mean reward {reward:.3f}, keep ratio {keep:.2f}"
+        + (f"; last {min(n, 20)}: mean reward {reward:.3f}, keep ratio {keep:.2f}" if n else "")
     )
     return trained
 
