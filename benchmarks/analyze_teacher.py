@@ -6,462 +6,33 @@ late in training, and per class. Is it easy-to-hard like self-paced learning, or
     python benchmarks/analyze_teacher.py --train-episodes 40 --task digits   # train one first
 
 The teacher teaches one fresh student per seed (the student fold by default), sampling its keep
-decisions as it was trained to; every candidate row it is shown is recorded with its loss, margin
-and label (read from the observation columns by name), its keep probability and the decision.
-
-Phases: each row's progress is the student iteration at which it was shown over the iterations
-*that run* took to its end (reaching tau or running out of clock). Early, middle and late are the
-thirds of that [0, 1) range. Thirds of T' would put nearly everything a good teacher does into
-"early": it ends its episodes at a fraction of T', which is the point of the reward.
+decisions as it was trained to; ``l2t_gym.analysis`` records every candidate row it is shown and
+explains the phases (thirds of each run's own iterations) and the verdict.
 
 Outputs in --out: loss_margin.png (keep probability against quantile bins of loss and of margin,
 a column per phase, the band the 25-75% range of p in the bin), per_class.png, binned.csv (the
 values of both plots), summary.md (Spearman's rho of keep probability with loss and with margin
-per phase and a verdict), and teacher.safetensors when the script trained the teacher itself.
+per phase and a verdict), and teacher.safetensors when the script trained the teacher itself
+(``l2t train``'s REINFORCE settings: four students per update, Adam 0.03).
 
 Any object with ``keep_probabilities(obs) -> (M,)`` can be analysed from Python (an SB3 policy
-wrapped to that method, say): ``records = analyze(teacher, make_env, seeds)``, then
-``report(records, out)``.
+wrapped to that method, say): ``records = l2t_gym.analysis.analyze(teacher, make_env, seeds)``,
+then ``l2t_gym.analysis.write_analysis(records, out)``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import sys
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
-import gymnasium as gym
-import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from l2t_gym import ENV_IDS, TASKS
-from l2t_gym.cli import parse_key_value
-from l2t_gym.settings import ARGUMENTS
+from l2t_gym.analysis import analyze, write_analysis
+from l2t_gym.experiment import ExperimentConfig, env_factory, parse_key_values, train_teacher
 from l2t_gym.teachers import BernoulliTeacher
-from l2t_gym.teachers.base import teacher_generator
-from l2t_gym.teachers.reinforce import ReinforceConfig, ReinforceTrainer
-
-PHASES = ("early", "middle", "late")
-CSV_COLUMNS = (
-    "phase",
-    "feature",
-    "bin",
-    "lo",
-    "hi",
-    "x_mean",
-    "n",
-    "keep_prob_mean",
-    "keep_prob_q25",
-    "keep_prob_q75",
-    "kept_rate",
-)
-#: Below this |rho| a phase shows no preference for easy or hard instances.
-MIN_RHO = 0.1
-#: Spearman's rho only sees ranks: a teacher whose p moves by a thousandth with loss (an
-#: untrained one) gets |rho| near 1. A preference worth the name must also move p by at least
-#: this much between the highest- and the lowest-loss quarter of the rows.
-MIN_DELTA = 0.02
-# Mixed into the subsampling generator's seed so that it never shares a stream with the env or
-# the teacher (both seeded with the run's seed): the sample must not follow the decisions.
-_SUBSAMPLE_STREAM = 0x5A3B1E
-
-
-class KeepProbabilityTeacher(Protocol):
-    """What :func:`analyze` needs: one keep probability per candidate row. A ``reset(feature_names,
-    seed=...)`` method, if present, is called at the start of every episode."""
-
-    def keep_probabilities(self, obs: np.ndarray) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    seed: int
-    iterations: int
-    teacher_steps: int
-    reached_tau: bool
-    rows: int  # candidate rows shown, before subsampling
-    kept: int
-
-
-@dataclass(frozen=True)
-class Records:
-    """One entry per recorded candidate row (a uniform subsample of each run's rows).
-
-    ``iteration``: the student iteration when the row was shown; ``clock_progress``: the
-    ``iteration`` feature (clock / T'); ``run_progress``: iteration over the run's final iteration,
-    which ``phase`` (0, 1, 2 = early, middle, late) cuts into thirds.
-    """
-
-    seed: np.ndarray
-    iteration: np.ndarray
-    clock_progress: np.ndarray
-    run_progress: np.ndarray
-    phase: np.ndarray
-    loss: np.ndarray
-    margin: np.ndarray
-    label: np.ndarray
-    keep_prob: np.ndarray
-    kept: np.ndarray
-    num_classes: int
-    runs: tuple[RunInfo, ...]
-
-    def __len__(self) -> int:
-        return len(self.loss)
-
-
-def analyze(
-    teacher: KeepProbabilityTeacher,
-    make_env: Callable[[], gym.Env],
-    seeds: Sequence[int],
-    max_rows_per_run: int = 50_000,
-) -> Records:
-    """Run one episode per seed with ``teacher`` sampling its decisions, and record every row.
-
-    Decisions are drawn as ``BernoulliTeacher.act`` draws them (the same generator for the same
-    seed), so a BernoulliTeacher's episodes here are the ones ``run_episode`` would give. Each run
-    keeps a uniform sample of at most ``max_rows_per_run`` rows, so memory stays bounded on long
-    tasks; every phase's rows are then a uniform sample of that phase.
-    """
-    if not seeds:
-        raise ValueError("analyze needs at least one seed")
-    if max_rows_per_run < 1:
-        raise ValueError(f"max_rows_per_run must be positive, got {max_rows_per_run}")
-    env = make_env()
-    names = list(env.unwrapped.feature_names)
-    col = {n: _column(names, n) for n in ("loss", "margin", "iteration")}
-    label_cols = [
-        names.index(f"label_{c}") for c in range(sum(n.startswith("label_") for n in names))
-    ]
-    if len(label_cols) < 2:
-        raise ValueError(f"need the label_0 .. label_(C-1) columns (C >= 2); the env has {names}")
-    parts: list[dict[str, np.ndarray]] = []
-    runs: list[RunInfo] = []
-    for seed in seeds:
-        obs, info = env.reset(seed=int(seed))
-        if hasattr(teacher, "reset"):
-            teacher.reset(names, seed=int(seed))  # a BernoulliTeacher checks the layout here
-        rng = teacher_generator(int(seed))
-        sample = _RowSample(max_rows_per_run, np.random.default_rng([int(seed), _SUBSAMPLE_STREAM]))
-        rows = kept_total = 0
-        done = False
-        while not done:
-            p = _checked_probabilities(teacher.keep_probabilities(obs), len(obs))
-            keep = rng.random(len(p)) < p
-            sample.add(
-                iteration=np.full(len(p), info["iteration"], dtype=np.int32),
-                clock_progress=obs[:, col["iteration"]].astype(np.float32),
-                loss=obs[:, col["loss"]].astype(np.float32),
-                margin=obs[:, col["margin"]].astype(np.float32),
-                label=obs[:, label_cols].argmax(axis=1).astype(np.int16),
-                keep_prob=p.astype(np.float32),
-                kept=keep,
-            )
-            rows, kept_total = rows + len(p), kept_total + int(keep.sum())
-            obs, _, terminated, truncated, info = env.step(keep)
-            done = terminated or truncated
-        end = int(info["iteration"])
-        part = sample.rows()
-        # A run that never trained (end 0) has all its rows at progress 0: early.
-        part["run_progress"] = (part["iteration"] / max(end, 1)).astype(np.float32)
-        # Integer thirds: i / end * 3 in floating point can land just below a boundary.
-        part["phase"] = np.minimum(3 * part["iteration"] // max(end, 1), 2).astype(np.int8)
-        part["seed"] = np.full(len(part["loss"]), seed, dtype=np.int32)
-        parts.append(part)
-        runs.append(
-            RunInfo(
-                seed=int(seed),
-                iterations=end,
-                teacher_steps=int(info["teacher_step"]),
-                reached_tau=bool(info["reached_tau"]),
-                rows=rows,
-                kept=kept_total,
-            )
-        )
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return Records(**merged, num_classes=len(label_cols), runs=tuple(runs))
-
-
-class _RowSample:
-    """A uniform sample of at most ``cap`` rows of one run: the rows with the smallest random keys
-    (bottom-k sampling). Trimming only drops rows that could never make the final cut, so the
-    sample is the same whenever the buffer is trimmed, and memory stays under 2 x cap rows."""
-
-    def __init__(self, cap: int, rng: np.random.Generator) -> None:
-        self.cap, self.rng = cap, rng
-        self.chunks: list[dict[str, np.ndarray]] = []
-        self.size = 0
-
-    def add(self, **columns: np.ndarray) -> None:
-        n = len(columns["loss"])
-        self.chunks.append({**columns, "_key": self.rng.random(n)})
-        self.size += n
-        if self.size > 2 * self.cap:
-            self._trim()
-
-    def _trim(self) -> None:
-        merged = {k: np.concatenate([c[k] for c in self.chunks]) for k in self.chunks[0]}
-        if self.size > self.cap:
-            # Sorted back into time order, so a sample reads like the episode did.
-            idx = np.sort(np.argpartition(merged["_key"], self.cap - 1)[: self.cap])
-            merged = {k: v[idx] for k, v in merged.items()}
-        self.chunks, self.size = [merged], min(self.size, self.cap)
-
-    def rows(self) -> dict[str, np.ndarray]:
-        self._trim()
-        return {k: v for k, v in self.chunks[0].items() if k != "_key"}
-
-
-def _checked_probabilities(p: Any, m: int) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
-    if p.shape != (m,):
-        raise ValueError(f"keep_probabilities must return shape ({m},) for {m} rows, got {p.shape}")
-    if not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
-        raise ValueError(f"keep_probabilities must lie in [0, 1]; got min {p.min()}, max {p.max()}")
-    return p
-
-
-def _column(names: list[str], name: str) -> int:
-    if name not in names:
-        raise ValueError(f"the env has no {name!r} observation column; its columns: {names}")
-    return names.index(name)
-
-
-# -- statistics -----------------------------------------------------------------------------------
-def verdict(rho: float, delta: float | None = None) -> str:
-    """One line on a phase: ``rho`` is Spearman's rank correlation of keep probability with loss,
-    ``delta`` the mean keep probability of the highest-loss quarter minus the lowest's."""
-    if not math.isfinite(rho):
-        return "undetermined (too few rows, or a constant keep probability)"
-    if abs(rho) < MIN_RHO:
-        return f"no clear preference (|rho| < {MIN_RHO})"
-    if delta is not None and abs(delta) < MIN_DELTA:
-        return f"no clear preference (p moves by < {MIN_DELTA} from low- to high-loss rows)"
-    if rho < 0:
-        return "keeps low-loss first (easy-to-hard, SPL-like)"
-    return "keeps high-loss (hard-first)"
-
-
-def phase_stats(records: Records) -> list[dict[str, Any]]:
-    """Per phase: rows, mean p, kept rate, rho with loss and margin, delta, verdict."""
-    out = []
-    for k, name in enumerate(PHASES):
-        sel = records.phase == k
-        p, loss, margin = records.keep_prob[sel], records.loss[sel], records.margin[sel]
-        rho_loss, rho_margin = _spearman(p, loss), _spearman(p, margin)
-        delta = math.nan
-        if len(p) >= 4:
-            order = np.argsort(loss, kind="stable")
-            q = len(p) // 4
-            delta = float(p[order[-q:]].mean() - p[order[:q]].mean())
-        out.append(
-            {
-                "phase": name,
-                "rows": int(sel.sum()),
-                "keep_prob": float(p.mean()) if len(p) else math.nan,
-                "kept_rate": float(records.kept[sel].mean()) if len(p) else math.nan,
-                "rho_loss": rho_loss,
-                "rho_margin": rho_margin,
-                "delta": delta,
-                "verdict": verdict(rho_loss, delta),
-            }
-        )
-    return out
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3:
-        return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant input: scipy warns and returns NaN, as we want
-        return float(spearmanr(a, b).statistic)
-
-
-def binned(records: Records, n_bins: int = 10) -> list[dict[str, Any]]:
-    """Rows of binned.csv: per phase, quantile bins of loss and of margin, and one bin per class.
-
-    Quantile bins because losses are heavy-tailed: equal-width bins would leave most rows in the
-    first bin. Tied edges merge, so a phase can have fewer than ``n_bins`` bins.
-    """
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be positive, got {n_bins}")
-    rows = []
-    for k, phase in enumerate(PHASES):
-        sel = records.phase == k
-        p, kept = records.keep_prob[sel], records.kept[sel]
-        if not sel.any():
-            continue
-        for feature in ("loss", "margin"):
-            x = getattr(records, feature)[sel].astype(np.float64)
-            edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)))
-            idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max(len(edges) - 2, 0))
-            for b in np.unique(idx):
-                m = idx == b
-                hi = edges[min(b + 1, len(edges) - 1)]
-                rows.append(_bin_row(phase, feature, int(b), edges[b], hi, x[m], p[m], kept[m]))
-        labels = records.label[sel]
-        for c in range(records.num_classes):
-            m = labels == c
-            if m.any():
-                rows.append(_bin_row(phase, "label", c, c, c, labels[m], p[m], kept[m]))
-    return rows
-
-
-def _bin_row(phase, feature, b, lo, hi, x, p, kept) -> dict[str, Any]:
-    q25, q75 = np.quantile(p, [0.25, 0.75])
-    return {
-        "phase": phase,
-        "feature": feature,
-        "bin": b,
-        "lo": float(lo),
-        "hi": float(hi),
-        "x_mean": float(np.mean(x)),
-        "n": int(len(p)),
-        "keep_prob_mean": float(p.mean()),
-        "keep_prob_q25": float(q25),
-        "keep_prob_q75": float(q75),
-        "kept_rate": float(kept.mean()),
-    }
-
-
-# -- the report -----------------------------------------------------------------------------------
-def report(records: Records, out: Path, n_bins: int = 10, header: Sequence[str] = ()) -> str:
-    """Write loss_margin.png, per_class.png, binned.csv and summary.md to ``out``; return the
-    summary's text."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = binned(records, n_bins)
-    with (out / "binned.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        w.writeheader()
-        for row in table:
-            w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-    _plot_loss_margin(table, out / "loss_margin.png")
-    _plot_classes(table, records.num_classes, out / "per_class.png")
-    summary = _summary(records, phase_stats(records), header)
-    (out / "summary.md").write_text(summary)
-    return summary
-
-
-def _summary(records: Records, stats: list[dict[str, Any]], header: Sequence[str]) -> str:
-    runs = records.runs
-    reached = [r.iterations for r in runs if r.reached_tau]
-    lines = ["# What the teacher learned", "", *header]
-    lines += [
-        f"- {len(runs)} students (seeds {', '.join(str(r.seed) for r in runs)}); "
-        f"{len(reached)} reached tau; iterations per run {[r.iterations for r in runs]}",
-        f"- candidate rows shown {sum(r.rows for r in runs)}, kept "
-        f"{sum(r.kept for r in runs) / max(sum(r.rows for r in runs), 1):.1%}; rows analysed "
-        f"{len(records)}",
-        "- phases: thirds of each run's own student iterations to its end (not of T')",
-        "",
-        "| phase | rows | mean p | kept | rho(p, loss) | rho(p, margin) | dp high-low loss "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for s in stats:
-        lines.append(
-            f"| {s['phase']} | {s['rows']} | {s['keep_prob']:.3f} | {s['kept_rate']:.3f} | "
-            f"{s['rho_loss']:+.3f} | {s['rho_margin']:+.3f} | {s['delta']:+.3f} | {s['verdict']} |"
-        )
-    lines += [
-        "",
-        f"rho: Spearman's rank correlation over the phase's rows; dp: mean p of the "
-        f"highest-loss quarter minus the lowest's. |rho| < {MIN_RHO} or |dp| < {MIN_DELTA} "
-        "counts as no preference.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _plot_loss_margin(table: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharey=True)
-    for r, feature in enumerate(("loss", "margin")):
-        for c, phase in enumerate(PHASES):
-            ax = axes[r, c]
-            bins = [row for row in table if row["phase"] == phase and row["feature"] == feature]
-            if bins:
-                x = [b["x_mean"] for b in bins]
-                ax.plot(x, [b["keep_prob_mean"] for b in bins], "o-", label="mean p")
-                lo, hi = [b["keep_prob_q25"] for b in bins], [b["keep_prob_q75"] for b in bins]
-                ax.fill_between(x, lo, hi, alpha=0.2, label="p, 25-75%")
-                ax.plot(x, [b["kept_rate"] for b in bins], "x", color="k", label="kept rate")
-            else:
-                ax.text(0.5, 0.5, "no rows", ha="center", transform=ax.transAxes)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel(f"instance {feature} (mean of a quantile bin)")
-            ax.grid(alpha=0.3)
-            if r == 0:
-                ax.set_title(f"{phase} third of each run")
-            if c == 0:
-                ax.set_ylabel("keep probability")
-    axes[0, 0].legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _plot_classes(table: list[dict[str, Any]], num_classes: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * num_classes + 2), 4))
-    width = 0.8 / len(PHASES)
-    for k, phase in enumerate(PHASES):
-        by_class = {
-            r["bin"]: r["keep_prob_mean"]
-            for r in table
-            if r["phase"] == phase and r["feature"] == "label"
-        }
-        y = [by_class.get(c, math.nan) for c in range(num_classes)]
-        ax.bar(np.arange(num_classes) + (k - 1) * width, y, width, label=phase)
-    ax.set_xticks(range(num_classes))
-    ax.set_xlabel("class (label)")
-    ax.set_ylabel("mean keep probability")
-    ax.set_ylim(0, 1)
-    ax.grid(axis="y", alpha=0.3)
-    # Above the axes: bars near p = 1 would hide under a legend inside them.
-    ax.legend(ncol=len(PHASES), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# -- the script -----------------------------------------------------------------------------------
-def train_teacher(
-    env_id: str, env_kwargs: dict[str, Any], episodes: int, seed: int
-) -> BernoulliTeacher:
-    """A quick REINFORCE teacher on the teacher fold, with the ``l2t train`` defaults (four
-    students per update, Adam 0.03); 0 episodes gives the untrained teacher, a control."""
-    if episodes < 0:
-        raise ValueError(f"--train-episodes must be >= 0, got {episodes}")
-    env = gym.make(env_id, fold="teacher", **env_kwargs)
-    teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=seed)
-    if episodes:
-        config = ReinforceConfig(
-            episodes=episodes, students_per_update=min(4, episodes), lr=0.03, seed=seed
-        )
-        history = ReinforceTrainer(env, teacher, config).train()
-        last = history[-min(len(history), 10) :]
-        reward, keep = (np.mean([r[k] for r in last]) for k in ("reward", "keep_ratio"))
-        print(
-            f"trained {len(history)} episodes on the teacher fold; last {len(last)}: "
-            f"mean reward {reward:.3f}, keep ratio {keep:.2f}"
-        )
-    teacher.task = env.unwrapped.task
-    return teacher
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -475,13 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="train a REINFORCE teacher for N episodes first (0: untrained)",
     )
-    ap.add_argument("--task", default="digits", help=f"{sorted(TASKS)} or a registered env id")
+    ap.add_argument("--task", default="digits", help=f"{sorted(TASKS)} or {sorted(ENV_IDS)}")
     ap.add_argument(
         "--env-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. max_iters=50"
     )
     ap.add_argument("--fold", default="student", choices=("student", "teacher"))
     ap.add_argument(
-        "--offline-mnist", default=None, metavar="DIR", help="MNIST: mnist_offline.py's real subset"
+        "--offline-mnist", default=None, metavar="DIR", help="MNIST: the offline real subset"
     )
     ap.add_argument(
         "--seeds", type=int, nargs="+", default=list(range(10)), help="one student each"
@@ -504,58 +75,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    env_id = (
-        args.task if args.task in ENV_IDS else {t: i for i, t in ENV_IDS.items()}.get(args.task)
+    episodes = args.train_episodes or 0
+    cfg = ExperimentConfig(
+        task=args.task,
+        env_args=parse_key_values(args.env_arg),
+        device=args.device,
+        offline_mnist=args.offline_mnist,
+        episodes=episodes,
+        students_per_update=max(1, min(4, episodes)),
+        lr=0.03,
+        train_seed=args.seed,
+        out=str(args.out),
     )
-    if env_id is None:
-        raise ValueError(
-            f"unknown task {args.task!r}: expected one of {sorted(TASKS)} or {sorted(ENV_IDS)}"
-        )
-    env_kwargs = _env_kwargs(args.env_arg, args.device)
-    if args.offline_mnist:
-        if env_id != "L2T-MNIST-v0":
-            raise ValueError(f"--offline-mnist is MNIST data; the env is {env_id}")
-        from mnist_offline import offline_mnist
-
-        env_kwargs["data"] = offline_mnist(Path(args.offline_mnist))
-
-    def make_env() -> gym.Env:
-        return gym.make(env_id, fold=args.fold, **env_kwargs)
-
+    make_env = env_factory(cfg, args.fold)
     base = make_env().unwrapped
     if args.teacher is not None:
         teacher = BernoulliTeacher.load(args.teacher, expected_feature_names=base.feature_names)
         source = f"{args.teacher} (trained on {teacher.task or 'an unrecorded task'})"
     else:
-        teacher = train_teacher(env_id, env_kwargs, args.train_episodes, args.seed)
-        args.out.mkdir(parents=True, exist_ok=True)
-        teacher.save(args.out / "teacher.safetensors")
-        source = (
-            f"REINFORCE, {args.train_episodes} episodes, seed {args.seed} "
-            "(saved as teacher.safetensors)"
-        )
+        trained = train_teacher(cfg)
+        if episodes:
+            last = min(len(trained.history), 10)
+            reward, keep = trained.tail(last)
+            print(
+                f"trained {len(trained.history)} episodes on the teacher fold; last {last}: "
+                f"mean reward {reward:.3f}, keep ratio {keep:.2f}"
+            )
+        trained.save(args.out / "teacher.safetensors")
+        teacher = trained.teacher
+        source = f"REINFORCE, {episodes} episodes, seed {args.seed} (saved as teacher.safetensors)"
     records = analyze(teacher, make_env, args.seeds, args.max_rows_per_run)
     header = [
         f"- teacher: {source}, sampling its decisions",
-        f"- env: {env_id}, {args.fold} fold, tau={base.tau}, T'={base.max_iters}, "
+        f"- env: {cfg.env_id}, {args.fold} fold, tau={base.tau}, T'={base.max_iters}, "
         f"M={base.batch_size}",
     ]
-    print(report(records, args.out, args.bins, header))
+    print(write_analysis(records, args.out, args.bins, header))
     print(f"wrote loss_margin.png, per_class.png, binned.csv and summary.md to {args.out}")
     return 0
-
-
-def _env_kwargs(items: Sequence[str], device: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"device": device}
-    known = set(ARGUMENTS) - {"fold"}
-    for item in items:
-        key, value = parse_key_value(item)
-        if key == "fold":
-            raise ValueError("set the fold with --fold, not --env-arg fold=...")
-        if key not in known:
-            raise ValueError(f"--env-arg {key!r}: not an L2TEnv argument; known: {sorted(known)}")
-        kwargs[key] = value
-    return kwargs
 
 
 if __name__ == "__main__":

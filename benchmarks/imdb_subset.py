@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l2t_gym import L2TEnv
+from l2t_gym import TASKS
 from l2t_gym.data import load_dataset, make_folds
-from l2t_gym.evaluation import evaluate, format_table, summarise, write_csv
-from l2t_gym.teachers import EpisodeResult, LossRank, NoTeach, RandTeach, SelfPaced
+from l2t_gym.evaluation import evaluate, summarise
+from l2t_gym.experiment import ExperimentConfig, env_factory, heuristics_at
+from l2t_gym.report import format_table, write_csv
+from l2t_gym.teachers import EpisodeResult
 
 
 def main() -> None:
@@ -46,45 +48,31 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/imdb_subset.csv"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # small students run fastest on one thread
-
-    def make_env() -> L2TEnv:
-        return L2TEnv(
-            "imdb",
-            data_root=args.data_root,
-            download=False,
-            device="cpu",
-            fold="student",
-            tau=args.tau,
-            max_iters=args.max_iters,
-            eval_every=args.eval_every,
-            report_test=True,
-        )
-
-    teachers = {
-        "noteach": NoTeach(),
-        f"rand {args.keep}": RandTeach(args.keep),
-        "spl": SelfPaced(),
-        f"lossrank {args.keep}": LossRank(args.keep),
-    }
+    env_args = {"data_root": args.data_root, "download": False, "tau": args.tau}
+    env_args |= {"max_iters": args.max_iters, "eval_every": args.eval_every}
+    cfg = ExperimentConfig(task="imdb", env_args=env_args, device="cpu")
+    make_env = env_factory(cfg, "student", report_test=True)
+    task = TASKS["imdb"]
     start = time.perf_counter()
     # Loaded (or tokenised and cached) once, before any episode's clock starts; the envs share it.
     data = load_dataset("imdb", args.data_root, False, torch.device("cpu"))
     load_seconds = time.perf_counter() - start
     env = make_env()
-    fold = make_folds(data.y_train_host, env.dev_fraction)["student"]
+    fold = make_folds(data.y_train_host, task.dev_fraction)["student"]
     # Warm-up (first-call costs of the LSTM kernels), so the first timed episode pays none.
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         env.step(np.ones(len(obs), dtype=bool))
     print(
-        f"L2T-IMDB-v0 on {args.data_root / 'aclImdb'}: {len(data.y_train_host)} training reviews "
-        f"({len(fold.train)} train / {len(fold.dev)} dev in the student fold), "
+        f"{cfg.env_id} on {args.data_root / 'aclImdb'}: {len(data.y_train_host)} training "
+        f"reviews ({len(fold.train)} train / {len(fold.dev)} dev in the student fold), "
         f"{len(data.y_test)} test; vocabulary {data.vocab_size}, {data.input_shape[0]} tokens; "
         f"loaded in {load_seconds:.1f}s"
     )
+    base = env.unwrapped
     print(
-        f"student {env.student}, {env.optimizer} lr {env.lr}, M={env.batch_size}, tau={env.tau}, "
-        f"T'={env.max_iters}, dev every {env.eval_every}; seeds {args.seeds}; "
+        f"student {task.student}, {task.optimizer} lr {task.lr}, M={base.batch_size}, "
+        f"tau={base.tau}, T'={base.max_iters}, dev every {base.eval_every}; seeds {args.seeds}; "
         f"{platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s)",
         flush=True,
@@ -94,12 +82,13 @@ def main() -> None:
         i_tau = r.iterations if r.reached_tau else "-"
         print(
             f"  {name:14} seed {seed}: i_tau {i_tau!s:>5}  iterations {r.iterations:>5}  "
-            f"candidates {r.teacher_steps:>5}  best dev {max(p.dev_accuracy for p in r.curve):.3f}"
-            f"  test {r.test_accuracy:.3f}  {r.seconds:6.1f}s",
+            f"candidate batches {r.teacher_steps:>5}  "
+            f"best dev {max(p.dev_accuracy for p in r.curve):.3f}  "
+            f"test {r.test_accuracy:.3f}  {r.seconds:6.1f}s",
             flush=True,
         )
 
-    results = evaluate(make_env, teachers, args.seeds, progress)
+    results = evaluate(make_env, heuristics_at(args.keep), args.seeds, progress)
     print()
     print(format_table(summarise(name, runs) for name, runs in results.items()))
     print("seconds per episode, every episode (reached tau or not):")

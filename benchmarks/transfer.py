@@ -12,136 +12,138 @@ next to the heuristics and, optionally, a teacher trained on the target itself.
     python benchmarks/transfer.py --source cifar10 --target cifar10 \\
         --target-arg student='"resnet110"' --device cuda
 
-The target comparison is compare_teachers.py's: the same student seeds for every teacher,
-heuristics at the transferred teacher's keep ratio, LossRank's best ratio chosen on the target's
-teacher fold, paired t-tests, CSV, PNGs and a markdown summary.
+The target comparison is compare_teachers.py's (``l2t_gym.experiment.compare_teachers``): the
+same student seeds for every teacher, heuristics at the transferred teacher's keep ratio,
+LossRank's best ratio chosen on the target's teacher fold, paired t-tests, CSV, PNGs and a
+markdown summary. Both experiments share every option but the task, its env arguments and data.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from compare_teachers import (
-    Config,
+
+from l2t_gym.experiment import (
+    ExperimentConfig,
+    TrainedTeacher,
+    add_arguments,
     best_lossrank_ratio,
-    compare,
-    env_factory,
-    key_value,
+    compare_teachers,
+    config_from_arguments,
+    feature_names,
     load_extra,
-    report,
+    parse_key_values,
     train_teacher,
+    training_printer,
+    write_report,
+)
+from l2t_gym.teachers import BernoulliTeacher, EpisodeResult, Teacher
+
+SHARED = (
+    "episodes",
+    "students_per_update",
+    "lr",
+    "init_keep",
+    "baseline",
+    "repeats",
+    "vector",
+    "candidate_cost",
+    "students",
+    "first_seed",
+    "train_seed",
+    "ratios",
+    "sweep_students",
+    "extra",
+    "sb3_algo",
+    "device",
+    "threads",
+    "out",
 )
 
-from l2t_gym.teachers import BernoulliTeacher, Teacher
 
-
-def main(argv: list[str] | None = None) -> dict:
-    args = _parser().parse_args(argv)
-    torch.set_num_threads(args.threads)  # small students run fastest on one thread
-    training = {
-        "episodes": args.episodes,
-        "students_per_update": args.students_per_update,
-        "lr": args.lr,
-        "init_keep": args.init_keep,
-        "baseline": args.baseline,
-        "repeats": args.repeats,
-        "train_seed": args.seed,
-        "vector": args.vector,
-        "candidate_cost": args.candidate_cost,
-        "threads": args.threads,
-    }
-    source = Config(
-        task=args.source,
-        env_args={**_pairs(args.source_arg), "device": args.device},
-        offline_mnist=args.source_offline_mnist,
-        **training,
-    )
-    target = replace(
-        source,
-        task=args.target,
-        env_args={**_pairs(args.target_arg), "device": args.device},
-        offline_mnist=args.target_offline_mnist,
-        students=args.students,
-        first_seed=args.first_seed,
-        ratios=tuple(args.ratios),
-        sweep_students=args.sweep_students,
-        out=args.out,
-    )
-    out = Path(args.out)
+def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    try:
+        target = config_from_arguments(
+            args,
+            ExperimentConfig(
+                task=args.target,
+                env_args=parse_key_values(args.target_arg, "--target-arg"),
+                offline_mnist=args.target_offline_mnist,
+            ),
+        )
+        source = dataclasses.replace(
+            target,
+            task=args.source,
+            env_args=parse_key_values(args.source_arg, "--source-arg"),
+            offline_mnist=args.source_offline_mnist,
+        )
+    except ValueError as err:
+        ap.error(str(err))
+    torch.set_num_threads(target.threads)  # small students run fastest on one thread
+    out = Path(target.out)
     out.mkdir(parents=True, exist_ok=True)
-    target_names = env_factory(target, "teacher")().unwrapped.feature_names
+    target_names = feature_names(target)
     notes = [f"Source: {_describe(source)}. Target: {_describe(target)}."]
-    start = time.perf_counter()
     if args.teacher:
         transferred = BernoulliTeacher.load(args.teacher, expected_feature_names=target_names)
         notes.append(f"Transferred teacher loaded from `{args.teacher}`.")
     else:
-        source_names = env_factory(source, "teacher")().unwrapped.feature_names
+        source_names = feature_names(source)
         if source_names != target_names:
             raise SystemExit(
                 f"source and target observations differ: {source_names} vs {target_names}"
             )
-        transferred, history = train_teacher(source, env_factory(source, "teacher"))
-        transferred.save(out / "source_teacher.safetensors", task=source.task)
-        notes.append(_trained_note("transferred teacher, on the source", history, start))
+        trained = train_teacher(source, training_printer(source))
+        trained.save(out / "source_teacher.safetensors")
+        transferred = trained.teacher
+        notes.append(_trained_note("transferred teacher, on the source", trained))
     learned: dict[str, Teacher] = {"transferred": transferred}
-    for spec in args.extra:
-        name, extra = load_extra(spec, target_names, "PPO")
-        learned[name] = extra
+    learned.update(load_extra(spec, target_names, target.sb3_algo) for spec in target.extra)
     if args.native_episodes:
-        start = time.perf_counter()
-        native_cfg = replace(target, episodes=args.native_episodes)
-        native, history = train_teacher(native_cfg, env_factory(native_cfg, "teacher"))
-        native.save(out / "native_teacher.safetensors", task=target.task)
-        learned["native"] = native
-        notes.append(_trained_note("native teacher, on the target", history, start))
-    best_ratio, sweep = best_lossrank_ratio(target, env_factory(target, "teacher"))
+        native_cfg = dataclasses.replace(target, episodes=args.native_episodes)
+        native = train_teacher(native_cfg, training_printer(native_cfg))
+        native.save(out / "native_teacher.safetensors")
+        learned["native"] = native.teacher
+        notes.append(_trained_note("native teacher, on the target", native))
+    best_ratio, sweep = best_lossrank_ratio(target)
     notes.append(
         "LossRank sweep on the target's teacher fold (mean reward): "
         + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
         + f" -> best {best_ratio:g}."
     )
-    results = compare(
-        target, learned, env_factory(target, "student", report_test="eval"), best_ratio
-    )
+    results = compare_teachers(target, learned, best_ratio)
     title = f"transfer {_describe(source)} -> {_describe(target)}"
-    summary = report(target, results, list(learned), out, title, notes)
-    (out / "config.json").write_text(
-        json.dumps({"source": asdict(source), "target": asdict(target), **vars(args)}, indent=1)
-    )
+    summary = write_report(target, results, list(learned), title, notes)
+    configs = {"source": dataclasses.asdict(source), "target": dataclasses.asdict(target)}
+    (out / "config.json").write_text(json.dumps({**configs, **vars(args)}, indent=1))
     print(summary)
     print(f"\nwrote {out}/summary.md, runs.csv, curves.png, to_tau_box.png, keep_ratio.png")
     return results
 
 
-def _describe(cfg: Config) -> str:
+def _describe(cfg: ExperimentConfig) -> str:
     student = cfg.env_args.get("student")
     data = " (offline real MNIST)" if cfg.offline_mnist else ""
-    return f"{cfg.env_id()}{data}" + (f" with {student}" if student else "")
+    return f"{cfg.env_id}{data}" + (f" with {student}" if student else "")
 
 
-def _trained_note(what: str, history: list[dict], start: float) -> str:
-    last = history[-min(len(history), 40) :]
-    reward = sum(r["reward"] for r in last) / len(last)
-    keep = sum(r["keep_ratio"] for r in last) / len(last)
+def _trained_note(what: str, trained: TrainedTeacher) -> str:
+    last = min(len(trained.history), 40)
+    reward, keep = trained.tail(last)
     return (
-        f"{what}: {len(history)} episodes in {time.perf_counter() - start:.0f} s; last "
-        f"{len(last)}: mean reward {reward:.3f}, keep ratio {keep:.2f}."
+        f"{what}: {len(trained.history)} episodes in {trained.seconds:.0f} s; last "
+        f"{last}: mean reward {reward:.3f}, keep ratio {keep:.2f}."
     )
 
 
-def _pairs(items: list[str]) -> dict:
-    return dict(key_value(item) for item in items)
-
-
 def _parser() -> argparse.ArgumentParser:
-    d = Config()
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -153,29 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--target-offline-mnist", default=None, metavar="DIR")
     ap.add_argument("--teacher", default=None, help="a saved source teacher (skips training)")
     ap.add_argument("--native-episodes", type=int, default=0, help="0: no native teacher")
-    ap.add_argument(
-        "--extra",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="another saved teacher to compare on the target, e.g. one trained there",
-    )
-    ap.add_argument("--episodes", type=int, default=d.episodes)
-    ap.add_argument("--students-per-update", type=int, default=d.students_per_update)
-    ap.add_argument("--lr", type=float, default=d.lr)
-    ap.add_argument("--init-keep", type=float, default=d.init_keep)
-    ap.add_argument("--baseline", default=d.baseline, choices=("moving", "seed"))
-    ap.add_argument("--repeats", type=int, default=d.repeats)
-    ap.add_argument("--vector", action="store_true")
-    ap.add_argument("--candidate-cost", type=float, default=d.candidate_cost)
-    ap.add_argument("--students", type=int, default=d.students)
-    ap.add_argument("--first-seed", type=int, default=d.first_seed)
-    ap.add_argument("--seed", type=int, default=0, help="teacher training seed")
-    ap.add_argument("--ratios", type=float, nargs="+", default=list(d.ratios))
-    ap.add_argument("--sweep-students", type=int, default=d.sweep_students)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/out/transfer")
+    defaults = ExperimentConfig(out="benchmarks/out/transfer")
+    add_arguments(ap, defaults, SHARED, flags={"train_seed": "--seed"})
     return ap
 
 

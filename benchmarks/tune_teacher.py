@@ -7,49 +7,57 @@ keep ratio. The student fold stays untouched until compare_teachers.py runs the 
     python benchmarks/tune_teacher.py --task digits --grid lr=0.01,0.03 init_keep=0.5,0.9 \\
         --base episodes=1600 vector=True students_per_update=16 --out benchmarks/out/tune
 
-``--grid`` names Config fields with comma-separated values (every combination is run);
-``--base`` sets the others. Prints a table and writes tune.csv.
+``--grid`` names ExperimentConfig fields (``l2t_gym.experiment``) with comma-separated values
+(every combination is run); ``--base`` sets the others. Prints a table and writes tune.csv.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import statistics
 import sys
-import time
-from dataclasses import asdict, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
-from compare_teachers import Config, env_factory, key_value, train_teacher
 
-from l2t_gym.evaluation import budgets, censored_costs, evaluate
+from l2t_gym.evaluation import budgets, censored_costs, evaluate, keep_ratio
+from l2t_gym.experiment import (
+    ExperimentConfig,
+    env_factory,
+    heuristics_at,
+    parse_key_value,
+    parse_key_values,
+    train_teacher,
+    training_printer,
+)
 from l2t_gym.stats import paired_ttest
-from l2t_gym.teachers import LossRank, NoTeach
 
 # Far above any training episode's seed (episode_seed(s, e) = s * 1_000_003 + e, mod 2**31).
 HELD_OUT = 2_000_000_000
 
 
-def run(cfg: Config, students: int) -> dict:
-    start = time.perf_counter()
-    teacher, history = train_teacher(cfg, env_factory(cfg, "teacher"))
-    seconds = time.perf_counter() - start
+def run(cfg: ExperimentConfig, students: int) -> dict[str, Any]:
+    """Train with ``cfg``, then compare on ``students`` held-out teacher-fold students."""
+    trained = train_teacher(cfg, training_printer(cfg))
     seeds = list(range(HELD_OUT, HELD_OUT + students))
     make_env = env_factory(cfg, "teacher")
-    learned = evaluate(make_env, {"l2t": teacher}, seeds)["l2t"]
-    ratio = statistics.fmean(r.keep_ratio for r in learned)
-    others = evaluate(make_env, {"noteach": NoTeach(), "lossrank": LossRank(ratio)}, seeds)
+    learned = evaluate(make_env, {"l2t": trained.teacher}, seeds)["l2t"]
+    ratio = keep_ratio(learned)
+    heuristics = heuristics_at(ratio)
+    lossrank = next(name for name in heuristics if name.startswith("lossrank"))
+    others = evaluate(make_env, {n: heuristics[n] for n in ("noteach", lossrank)}, seeds)
     env = make_env().unwrapped
     budget = budgets(env.max_iters, env.batch_size)["effective_instances"]
-    runs = {**others, "l2t": learned}
+    runs = {"noteach": others["noteach"], "lossrank": others[lossrank], "l2t": learned}
     eff = {k: censored_costs(v, "effective_instances", budget) for k, v in runs.items()}
-    last = history[-min(len(history), 5 * cfg.students_per_update) :]
+    reward, _ = trained.tail(5 * cfg.students_per_update)
     return {
-        "train_seconds": round(seconds),
-        "train_reward_last": round(statistics.fmean(r["reward"] for r in last), 3),
+        "train_seconds": round(trained.seconds),
+        "train_reward_last": round(reward, 3),
         "keep": round(ratio, 3),
         "reached": sum(r.reached_tau for r in learned),
         "l2t": statistics.fmean(eff["l2t"]),
@@ -60,7 +68,7 @@ def run(cfg: Config, students: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -70,20 +78,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--students", type=int, default=20, help="held-out teacher-fold students")
     ap.add_argument("--out", default="benchmarks/out/tune")
     args = ap.parse_args(argv)
-    names = {f.name for f in fields(Config)}
-    base = dict(key_value(item) for item in args.base)
-    grid = {}
-    for item in args.grid:
-        key, _, values = item.partition("=")
-        grid[key] = [key_value(f"{key}={v}")[1] for v in values.split(",")]
-    for key in [*base, *grid]:
-        if key not in names:
-            raise SystemExit(f"{key!r} is not a Config field; expected one of {sorted(names)}")
-    cfg0 = replace(Config(task=args.task), **base)
+    names = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    try:
+        base = parse_key_values(args.base, "--base")
+        grid = {}
+        for item in args.grid:
+            key, _, values = item.partition("=")
+            grid[key] = [parse_key_value(f"{key}={v}", "--grid")[1] for v in values.split(",")]
+        for key in [*base, *grid]:
+            if key not in names:
+                raise ValueError(
+                    f"{key!r} is not an ExperimentConfig field; expected one of {sorted(names)}"
+                )
+        cfg0 = ExperimentConfig(task=args.task, **base)
+        configs = [
+            dataclasses.replace(cfg0, **dict(zip(grid, combo, strict=True)))
+            for combo in itertools.product(*grid.values())
+        ]
+    except ValueError as err:
+        ap.error(str(err))
     torch.set_num_threads(cfg0.threads)
     rows = []
-    for combo in itertools.product(*grid.values()):
-        cfg = replace(cfg0, **dict(zip(grid, combo, strict=True)))
+    for cfg, combo in zip(configs, itertools.product(*grid.values()), strict=True):
         row = {**dict(zip(grid, combo, strict=True)), **run(cfg, args.students)}
         rows.append(row)
         print(" ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
@@ -93,11 +109,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    (out / "base_config.txt").write_text(repr(asdict(cfg0)) + "\n")
+    (out / "base_config.txt").write_text(repr(dataclasses.asdict(cfg0)) + "\n")
     return rows
 
 
-def _fmt(v) -> str:
+def _fmt(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 import l2t_gym  # noqa: F401  (registers the L2T-* envs)
-from l2t_gym.evaluation import format_table, summarise
+from l2t_gym.evaluation import summarise
+from l2t_gym.report import format_table
 from l2t_gym.teachers import NoTeach, Teacher, run_episode
 
 

@@ -38,8 +38,8 @@ def main() -> None:
     }
     print(f"L2T-Digits-v0, {args.fold} fold, tau={env.unwrapped.tau}, T'={env.unwrapped.max_iters}")
     print(
-        f"{'teacher':16} {'reached':>8} {'iters to tau':>14} {'instances':>10} {'candidates':>11} "
-        f"{'reward':>7} {'s/episode':>10}"
+        f"{'teacher':16} {'reached':>8} {'iters to tau':>14} {'instances':>10} "
+        f"{'cand. batches':>13} {'reward':>7} {'s/episode':>10}"
     )
     for name, teacher in teachers.items():
         rows = []
@@ -68,7 +68,7 @@ def main() -> None:
 
         print(
             f"{name:16} {len(reached):>5}/{len(rows):<2} {med(1):>14.1f} {med(2):>10.0f} "
-            f"{med(3):>11.1f} {statistics.mean(r[4] for r in rows):>7.3f} "
+            f"{med(3):>13.1f} {statistics.mean(r[4] for r in rows):>7.3f} "
             f"{statistics.median(r[5] for r in rows):>10.3f}"
         )
     print("(medians over episodes that reached tau; reward is the mean over all episodes)")

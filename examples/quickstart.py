@@ -5,7 +5,8 @@
 Every step shows the teacher a candidate minibatch as an (M, d) matrix of per-instance features;
 this teacher keeps the instances whose loss is at least --min-loss (the ones the student has not
 learned yet). Prints the episode's info at the end: student iterations, whether dev accuracy
-reached tau, the reward, effective instances (kept and trained on) and candidate batches seen.
+reached tau, the reward, effective instances (kept and trained on) of the instances seen, and
+the candidate batches (teacher steps).
 Runs offline on a CPU in a few seconds.
 """
 
@@ -39,5 +40,5 @@ print(f"student iterations   {info['iteration']}")
 print(f"reached tau          {info['reached_tau']}")
 print(f"reward               {reward:.3f}")
 print(f"effective instances  {info['effective_instances']} of {info['instances_seen']} seen")
-print(f"candidates seen      {info['teacher_step']} batches")
+print(f"candidate batches    {info['teacher_step']}")
 print(f"final dev accuracy   {info['final_dev_accuracy']:.3f}")

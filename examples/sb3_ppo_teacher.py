@@ -31,7 +31,8 @@ import torch
 from stable_baselines3 import PPO
 
 import l2t_gym  # noqa: F401  (registers the L2T-* envs)
-from l2t_gym.evaluation import format_table, summarise
+from l2t_gym.evaluation import summarise
+from l2t_gym.report import format_table
 from l2t_gym.sb3 import InstancePolicy, InstanceTeacher
 from l2t_gym.teachers import NoTeach, RandTeach, Teacher, run_episode
 

@@ -36,7 +36,14 @@ class TTest:
 
 
 def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TTest:
-    """Paired t-test: ``a[i]`` and ``b[i]`` were measured on the same student seed."""
+    """Paired t-test of ``mean(a - b)``: ``a[i]`` and ``b[i]`` were measured on the same student
+    seed.
+
+    :param a: one teacher's costs, one per seed (any unit; at least 2).
+    :param b: the other teacher's, on the same seeds, in the same unit.
+    :return: the test; ``diff`` and its interval in that unit.
+    :raises ValueError: for samples of unequal length, shorter than 2, not 1-D or not finite.
+    """
     x, y = _sample(a, "a"), _sample(b, "b")
     if len(x) != len(y):
         raise ValueError(f"paired samples need equal lengths, got {len(x)} and {len(y)}")
@@ -47,7 +54,13 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TTest:
 
 
 def welch_ttest(a: Sequence[float], b: Sequence[float]) -> TTest:
-    """Welch's unequal-variance t-test for two independent samples."""
+    """Welch's unequal-variance t-test of ``mean(a) - mean(b)`` for two independent samples.
+
+    :param a: one sample (at least 2 values).
+    :param b: the other (at least 2 values, the same unit).
+    :return: the test, with Welch-Satterthwaite degrees of freedom.
+    :raises ValueError: for a sample shorter than 2, not 1-D or not finite.
+    """
     x, y = _sample(a, "a"), _sample(b, "b")
     va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
     se = math.sqrt(va + vb)

@@ -1,187 +1,89 @@
-"""The ``l2t`` command, smoke-run with tiny budgets (in process, through ``main``)."""
+"""The ``l2t`` command, smoke-run in subprocesses with tiny budgets, as a user runs it."""
 
 from __future__ import annotations
 
+import csv
 import json
-import subprocess
-import sys
 
-import pytest
+from script_runner import run
 
-from l2t_gym.cli import main
+from l2t_gym.teachers import BernoulliTeacher
 
-
-@pytest.mark.parametrize(
-    "argv", [["--help"], ["demo", "--help"], ["train", "--help"], ["evaluate", "--help"]]
-)
-def test_help(argv, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 0 and "usage: l2t" in capsys.readouterr().out
+CPU = ("--device", "cpu", "--quiet")
 
 
-def test_module_entry_point():
-    out = subprocess.run(
-        [sys.executable, "-m", "l2t_gym", "--help"], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0 and "demo" in out.stdout
+def l2t(*args: str, expect: int = 0):
+    return run("-m", "l2t_gym", *args, expect=expect)
 
 
-def test_demo_tiny(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "demo",
-                "--out",
-                str(tmp_path),
-                "--episodes",
-                "4",
-                "--students",
-                "2",
-                "--device",
-                "cpu",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    for name in ("noteach", "rand", "spl", "lossrank", "l2t"):
-        assert f"\n{name}" in out
+def test_help_lists_the_commands_and_the_config_docstrings():
+    # Without a command: the usage, every command, status 2.
+    assert all(c in l2t(expect=2).stdout for c in ("usage: l2t", "demo", "train", "evaluate"))
+    train_help = " ".join(l2t("train", "--help").stdout.split())
+    assert "usage: l2t train" in train_help
+    # Option help comes from ExperimentConfig's field docstrings, defaults from the command.
+    assert "REINFORCE: Adam's learning rate. (default: 0.03)" in train_help
+    assert "(default: runs/train)" in train_help
+
+
+def test_demo_trains_then_compares_on_fresh_students(tmp_path):
+    out = l2t("demo", "--out", str(tmp_path), "--episodes", "4", "--students", "2", *CPU).stdout
+    assert "trained 4 episodes" in out and "seeds 1000-1001" in out
+    lines = out.splitlines()
+    rows = [ln.split()[0] for ln in lines[lines.index(_table_head(lines)) + 2 :][:5]]
+    assert rows == ["noteach", "rand", "lossrank", "spl", "l2t"]
     assert (tmp_path / "teacher.safetensors").is_file() and (tmp_path / "curves.png").is_file()
-    rows = (tmp_path / "runs.csv").read_text().splitlines()
-    assert rows[0].startswith("teacher,seed") and len(rows) > 10
+    history = json.loads((tmp_path / "training.json").read_text())
+    assert [r["episode"] for r in history] == [0, 1, 2, 3]
+    table = list(csv.DictReader((tmp_path / "runs.csv").open()))
+    assert {r["seed"] for r in table} == {"1000", "1001"}
+    assert {r["teacher"] for r in table} >= {"noteach", "spl", "l2t"}
 
 
-def test_train_resume_then_evaluate(tmp_path, capsys):
-    base = [
-        "train",
-        "L2T-Digits-v0",
-        "--out",
-        str(tmp_path),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--students-per-update",
-        "2",
-        "--checkpoint-every",
-        "2",
-        "--env-arg",
-        "max_iters=30",
+def test_train_resume_then_evaluate(tmp_path):
+    base = ["train", "L2T-Digits-v0", "--out", str(tmp_path), *CPU, "--students-per-update", "2"]
+    base += ["--checkpoint-every", "2", "--env-arg", "max_iters=30"]
+    l2t(*base, "--episodes", "4")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "checkpoint-000002.pt",
+        "checkpoint-000004.pt",
     ]
-    assert main([*base, "--episodes", "4"]) == 0
-    assert main([*base, "--episodes", "6", "--resume"]) == 0
-    assert "resumed from" in capsys.readouterr().out
+    out = l2t(*base, "--episodes", "6", "--resume").stdout
+    assert "checkpoint-000004.pt (4 episodes done)" in out and "trained 6 episodes" in out
     history = json.loads((tmp_path / "training.json").read_text())
     assert [r["episode"] for r in history] == list(range(6))
     teacher = str(tmp_path / "teacher.safetensors")
-    assert (
-        main(
-            [
-                "evaluate",
-                "L2T-Digits-v0",
-                "--teacher",
-                teacher,
-                "--teacher",
-                "rand",
-                "--keep-prob",
-                "0.7",
-                "--students",
-                "2",
-                "--out",
-                str(tmp_path / "eval"),
-                "--device",
-                "cpu",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert "\nteacher " in out and "\nrand " in out
+    assert BernoulliTeacher.load(teacher).task == "digits"
+    args = ["--teacher", teacher, "--teacher", "rand", "--keep-prob", "0.7", "--students", "2"]
+    out = l2t("evaluate", "L2T-Digits-v0", *args, "--out", str(tmp_path / "eval"), *CPU).stdout
+    assert "\nteacher " in out and "\nrand " in out and "seeds 0-1" in out
 
 
-def test_errors_exit_2_with_a_message(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "evaluate",
-                "L2T-Digits-v0",
-                "--teacher",
-                "nonsense",
-                "--device",
-                "cpu",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 2
-    )
-    assert "unknown teacher 'nonsense'" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train",
-                "L2T-Digits-v0",
-                "--resume",
-                "--out",
-                str(tmp_path),
-                "--device",
-                "cpu",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
-    assert "no checkpoint" in capsys.readouterr().err
-    assert main(["train", "L2T-Digits-v0", "--env-arg", "tau", "--out", str(tmp_path)]) == 2
-
-
-def test_train_side_by_side(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "L2T-Digits-v0",
-                "--vector",
-                "--students-per-update",
-                "2",
-                "--episodes",
-                "4",
-                "--checkpoint-every",
-                "0",
-                "--out",
-                str(tmp_path),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--env-arg",
-                "max_iters=30",
-            ]
-        )
-        == 0
-    )
+def test_train_side_by_side_with_the_seed_baseline(tmp_path):
+    args = ["train", "digits", "--vector", "--students-per-update", "2", "--episodes", "4"]
+    args += ["--baseline", "seed", "--repeats", "2", "--init-keep", "0.3"]
+    args += ["--checkpoint-every", "0", "--env-arg", "max_iters=20", "--out", str(tmp_path)]
+    l2t(*args, *CPU)
     history = json.loads((tmp_path / "training.json").read_text())
     assert [r["episode"] for r in history] == [0, 1, 2, 3]
+    assert BernoulliTeacher.load(tmp_path / "teacher.safetensors").init_keep == 0.3
+    assert not (tmp_path / "checkpoints").exists()
 
 
-def test_train_with_the_seed_baseline(tmp_path, capsys):
-    base = ["train", "L2T-Digits-v0", "--out", str(tmp_path), "--device", "cpu", "--quiet"]
-    base += ["--episodes", "4", "--students-per-update", "2", "--env-arg", "max_iters=20"]
-    assert main([*base, "--baseline", "seed"]) == 2
-    assert "repeats >= 2" in capsys.readouterr().err
-    assert main([*base, "--baseline", "seed", "--repeats", "2", "--checkpoint-every", "0"]) == 0
-    history = json.loads((tmp_path / "training.json").read_text())
-    assert len(history) == 4
+def test_errors_exit_2_with_a_message(tmp_path):
+    # Config errors (tests/test_experiment.py) and a teacher's own refusal alike, before any
+    # student trains.
+    cases = [
+        (["evaluate", "L2T-Digits-v0", "--teacher", "nonsense"], "unknown teacher 'nonsense'"),
+        (["train", "L2T-Digits-v0", "--resume"], "--resume: no checkpoint in"),
+        (["train", "digits", "--env-arg", "tau"], "--env-arg expects KEY=VALUE"),
+        (["train", "digits", "--init-keep", "1.5", "--episodes", "1"], "init_keep"),
+    ]
+    for args, message in cases:
+        err = l2t(*args, "--out", str(tmp_path), *CPU, expect=2).stderr
+        assert err.startswith(f"l2t {args[0]}: error: ") and message in err, (args, err)
 
 
-def test_train_init_keep(tmp_path, capsys):
-    from l2t_gym.teachers import BernoulliTeacher
-
-    base = ["train", "L2T-Digits-v0", "--out", str(tmp_path), "--device", "cpu", "--quiet"]
-    base += ["--episodes", "2", "--students-per-update", "2", "--env-arg", "max_iters=10"]
-    assert main([*base, "--init-keep", "0.3", "--checkpoint-every", "0"]) == 0
-    teacher = BernoulliTeacher.load(tmp_path / "teacher.safetensors")
-    assert teacher.init_keep == 0.3
-    assert main([*base, "--init-keep", "1.5"]) == 2
-    assert "init_keep" in capsys.readouterr().err
+def _table_head(lines: list[str]) -> str:
+    (head,) = [ln for ln in lines if ln.startswith("teacher ")]
+    return head

@@ -1,13 +1,14 @@
-"""Reports of a teacher comparison: costs to tau, significance, CSV and plots."""
+"""Running and comparing teachers: summaries, costs to tau, significance (tables, CSV and plots
+are tests/test_report.py's)."""
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 
 import numpy as np
 import pytest
+from fake_runs import fake_run, three_teachers
 
 from l2t_gym import L2TEnv
 from l2t_gym.evaluation import (
@@ -15,58 +16,17 @@ from l2t_gym.evaluation import (
     censored_costs,
     cheapest,
     compare_costs,
-    markdown_comparisons,
-    markdown_summary,
-    plot_cost_box,
-    plot_curves,
-    plot_keep_ratio,
+    evaluate,
+    keep_ratio,
     summarise,
-    write_csv,
 )
 from l2t_gym.stats import paired_ttest
-from l2t_gym.teachers import CurvePoint, EpisodeResult, LossRank, run_episode
-
-
-def fake_run(iterations: int, reached: bool = True, keep: float = 1.0) -> EpisodeResult:
-    curve = [
-        CurvePoint(
-            effective_instances=32 * i,
-            iteration=i,
-            teacher_step=round(i / keep),
-            dev_accuracy=min(0.1 + 0.02 * i, 0.95),
-            seconds=0.001 * i,
-            kept_instances=32 * i,
-            instances_seen=32 * round(i / keep),
-            test_accuracy=min(0.1 + 0.02 * i, 0.95) - 0.01,
-        )
-        for i in range(iterations + 1)
-    ]
-    end = curve[-1]
-    return EpisodeResult(
-        reached_tau=reached,
-        truncated=False,
-        iterations=iterations,
-        teacher_steps=end.teacher_step,
-        effective_instances=end.effective_instances,
-        instances_seen=end.instances_seen,
-        kept_instances=end.kept_instances,
-        keep_ratio=keep,
-        reward=-math.log(iterations / 100) if reached else 0.0,
-        final_dev_accuracy=end.dev_accuracy,
-        test_accuracy=end.test_accuracy,
-        seconds=end.seconds,
-        curve=curve,
-    )
+from l2t_gym.teachers import LossRank, run_episode
 
 
 @pytest.fixture
 def results():
-    return {
-        "noteach": [fake_run(i) for i in (40, 50, 45, 60)],
-        "lossrank": [fake_run(i, keep=0.25) for i in (30, 41, 33, 48)],
-        "l2t": [fake_run(30, keep=0.5), fake_run(100, reached=False, keep=0.5)]
-        + [fake_run(i, keep=0.5) for i in (35, 50)],
-    }
+    return three_teachers()
 
 
 def test_summary_costs_over_students_that_reached_tau(results):
@@ -76,8 +36,9 @@ def test_summary_costs_over_students_that_reached_tau(results):
         (statistics.fmean([30, 35, 50]), statistics.stdev([30, 35, 50]), 35)
     )
     assert s.effective_instances[2] == 32 * 35 and s.keep_ratio == 0.5
-    table = markdown_summary([s])
-    assert "| l2t | 3/4 | 38 ± 10 (35) |" in table
+    # Candidate batches are teacher steps: here iteration / keep ratio.
+    assert s.candidate_batches[2] == round(35 / 0.5)
+    assert math.isnan(summarise("none", [fake_run(100, reached=False)]).iterations[0])
 
 
 def test_compare_costs_counts_every_run_with_its_totals(results):
@@ -92,8 +53,6 @@ def test_compare_costs_counts_every_run_with_its_totals(results):
     assert rows[0].paired.diff < 0 and rows[0].paired.p < 0.05  # lossrank is cheaper
     seen = compare_costs(results, "noteach", "instances_seen", ["lossrank"])[0]
     assert seen.paired.diff > 0  # ...in iterations, not in forward passes
-    table = markdown_comparisons(rows)
-    assert table.count("\n") == 3 and "| lossrank | noteach | effective instances |" in table
 
 
 def test_failed_runs_count_at_least_the_budget(results):
@@ -124,32 +83,6 @@ def test_cheapest(results):
         cheapest(results, [])
 
 
-def test_csv_has_a_row_per_run_and_checkpoint(results, tmp_path):
-    path = tmp_path / "runs.csv"
-    write_csv(results, [1, 2, 3, 4], path)
-    rows = list(csv.DictReader(path.open()))
-    assert len(rows) == sum(len(r.curve) for runs in results.values() for r in runs)
-    last = [r for r in rows if r["teacher"] == "lossrank" and r["seed"] == "4"][-1]
-    assert last["iteration"] == "48" and last["keep_ratio_so_far"] == "0.2500"
-    assert float(last["checkpoint_test_accuracy"]) == pytest.approx(0.94)
-
-
-def test_plots_are_written(results, tmp_path):
-    plot_curves(
-        results,
-        tmp_path / "c.png",
-        "t",
-        axes=("effective_instances", "instances_seen", "iteration", "seconds"),
-        accuracies=("dev_accuracy", "test_accuracy"),
-    )
-    plot_cost_box(results, tmp_path / "b.png", "t")
-    plot_keep_ratio(results, tmp_path / "k.png", "t")
-    for name in ("c.png", "b.png", "k.png"):
-        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(ValueError, match="curve axis"):
-        plot_curves(results, tmp_path / "x.png", "t", axes=("epochs",))
-
-
 def test_run_episode_records_test_accuracy_and_keep_counts():
     env = L2TEnv("digits", device="cpu", max_iters=12, eval_every=4, report_test="eval")
     result = run_episode(env, LossRank(0.5), seed=3)
@@ -165,3 +98,33 @@ def test_run_episode_records_test_accuracy_and_keep_counts():
     )
     assert all(math.isnan(p.test_accuracy) for p in plain.curve)
     assert [p.dev_accuracy for p in plain.curve] == [p.dev_accuracy for p in curve]
+
+
+def test_keep_ratio_is_the_mean_over_runs(results):
+    assert keep_ratio(results["l2t"]) == 0.5
+    assert keep_ratio([fake_run(10, keep=0.25), fake_run(10, keep=0.75)]) == 0.5
+    with pytest.raises(ValueError, match="at least one run"):
+        keep_ratio([])
+
+
+def test_evaluate_interleaves_teachers_seed_by_seed_on_the_same_seeds():
+    calls = []
+    teachers = {"half": LossRank(0.5), "quarter": LossRank(0.25)}
+    make_env = lambda: L2TEnv("digits", device="cpu", max_iters=6)  # noqa: E731
+    results = evaluate(make_env, teachers, [3, 4], lambda n, s, r: calls.append((n, s)))
+    assert calls == [("half", 3), ("quarter", 3), ("half", 4), ("quarter", 4)]
+    alone = run_episode(make_env(), LossRank(0.25), seed=4)
+    shown = [(p.iteration, p.teacher_step, p.dev_accuracy) for p in alone.curve]
+    assert [(p.iteration, p.teacher_step, p.dev_accuracy) for p in results["quarter"][1].curve] == (
+        shown
+    )
+
+
+def test_report_names_still_import_from_evaluation_with_a_warning():
+    import l2t_gym.evaluation as evaluation
+    from l2t_gym.report import write_csv
+
+    with pytest.warns(DeprecationWarning, match="moved to l2t_gym.report.write_csv"):
+        assert evaluation.write_csv is write_csv
+    with pytest.raises(AttributeError):
+        _ = evaluation.nonsense

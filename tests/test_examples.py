@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 import re
 
-from test_scripts import run as run_script
+from script_runner import run as run_script
 
 
 def run(script: str, *args: str) -> str:
-    return run_script(f"examples/{script}", *args)
+    return run_script(f"examples/{script}", *args).stdout
 
 
 def table_row(out: str, teacher: str) -> list[str]:
@@ -31,7 +31,7 @@ def test_quickstart():
     # Paper mode: every student iteration trains on exactly M = 32 (Digits) kept instances.
     effective, seen = map(int, re.search(r"effective instances\s+(\d+) of (\d+)", out).groups())
     assert effective == 32 * iterations and effective <= seen
-    assert int(values["candidates seen"]) * 32 == seen
+    assert int(values["candidate batches"]) * 32 == seen
 
 
 def test_custom_agent():

