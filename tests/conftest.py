@@ -6,6 +6,9 @@ helpers in ``fabricate.py``.
 
 ``cifar_root`` applies ``cifar_md5_patch`` itself (the fabricated pickles cannot match the real md5
 sums); ``cifar_files.root`` is the same folder without the patch, for tests of the checksum path.
+
+``shell`` runs a test over every env (see ``driver.py``); ``small_images`` is a tiny image set
+for BatchNorm students.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar
+from driver import SHELLS
 from fabricate import (
     Fabricated,
     FabricatedText,
@@ -25,7 +30,7 @@ from fabricate import (
     write_mnist,
 )
 
-from l2t_gym.data import clear_cache
+from l2t_gym.data import RawData, clear_cache
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -115,3 +120,21 @@ def imdb_files(tmp_path_factory: pytest.TempPathFactory) -> FabricatedText:
 def imdb_root(imdb_files: FabricatedText, clean_data_cache: None) -> Path:
     """Data root holding the fabricated ``aclImdb`` tree; the dataset cache is cleared after."""
     return imdb_files.root
+
+
+@pytest.fixture(params=SHELLS)
+def shell(request: pytest.FixtureRequest) -> str:
+    """Each env in turn: ``"single"`` (L2TEnv), ``"vector-1"`` and ``"vector-3"``
+    (L2TVectorEnv); build it with ``driver.Driver(shell, ...)``."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def small_images() -> RawData:
+    """300 training and 40 test 3 x 8 x 8 images of 10 classes, each class its own shift of
+    Gaussian noise: a ResNet (BatchNorm) student trains on batches of a few in milliseconds.
+    Pass as ``data=`` with task "cifar10" and ``student="resnet20"``; read-only."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 30)
+    x = rng.normal(size=(300, 3, 8, 8)).astype(np.float32) + y[:, None, None, None] * 0.1
+    return RawData.from_arrays(x, y, x[:40], y[:40], 10)

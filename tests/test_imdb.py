@@ -1,5 +1,6 @@
-"""The IMDB task on aclImdb trees the tests write: loader, vocabulary, cache, download errors, the
-LSTM student's padding mask, the env through both checkers, determinism and learning."""
+"""The IMDB task on aclImdb trees the tests write: loader, vocabulary, cache, download errors, and
+the env's text features, determinism and learning. The LSTM student is tested in
+``test_models.py``, the env through both checkers in ``test_check_env.py``."""
 
 from __future__ import annotations
 
@@ -18,14 +19,11 @@ import numpy as np
 import pytest
 import torch
 from fabricate import FabricatedText, write_imdb, write_review_tree
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import l2t_gym
 from l2t_gym.data import DatasetNotFoundError, RawData, load_dataset
 from l2t_gym.data import imdb as imdb_module
 from l2t_gym.data.imdb import LENGTH_SCALE, OOV_ID, build_vocabulary, load_imdb, tokenize
-from l2t_gym.models import LSTMClassifier, build_student
 
 ENV = "L2T-IMDB-v0"
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,51 +261,7 @@ def test_download_unpacks_a_verified_archive(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / "root" / imdb_module.IMDB_ARCHIVE).is_file()
 
 
-# -- student ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pooling", ["mean", "last"])
-def test_lstm_output_ignores_padding(pooling: str):
-    torch.manual_seed(0)
-    model = LSTMClassifier(
-        50, 8, 12, 2, pooling=pooling, generator=torch.Generator().manual_seed(0)
-    )
-    lengths = [3, 7, 1, 10]
-    rows = [torch.randint(1, 50, (n,)) for n in lengths]
-
-    def batch(width: int) -> torch.Tensor:
-        x = torch.zeros(len(rows), width, dtype=torch.int64)
-        for i, r in enumerate(rows):
-            x[i, : len(r)] = r
-        return x
-
-    with torch.no_grad():
-        tight, padded = model(batch(10)), model(batch(40))
-        alone = torch.cat([model(batch(10)[i : i + 1, : lengths[i]]) for i in range(len(rows))])
-    torch.testing.assert_close(tight, padded, rtol=0, atol=1e-6)
-    torch.testing.assert_close(tight, alone, rtol=0, atol=1e-6)
-    # The padding row of the embedding is zero and gets no gradient.
-    model(batch(40)).sum().backward()
-    assert not model.embedding.weight[0].any() and not model.embedding.weight.grad[0].any()
-
-
-def test_build_lstm_student_needs_a_vocabulary():
-    model = build_student("lstm-16-8", (20,), 2, vocab_size=30)
-    assert model.embedding.weight.shape == (30, 16) and model.lstm.hidden_size == 8
-    assert model(torch.randint(0, 30, (5, 20))).shape == (5, 2)
-    with pytest.raises(ValueError, match="vocab_size"):
-        build_student("lstm-16-8", (20,), 2)
-    with pytest.raises(ValueError, match="max_len"):
-        build_student("lstm-16-8", (1, 20), 2, vocab_size=30)
-    with pytest.raises(ValueError, match="unknown student"):
-        build_student("lstm-16", (20,), 2, vocab_size=30)
-    a, b = (
-        build_student(
-            "lstm-16-8", (20,), 2, vocab_size=30, generator=torch.Generator().manual_seed(3)
-        )
-        for _ in range(2)
-    )
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
-
-
+# -- integer arrays -------------------------------------------------------------------------------
 def test_integer_arrays_get_a_vocabulary_size(clean_data_cache):
     x = np.array([[3, 1, 0], [2, 0, 0]])
     raw = RawData.from_arrays(x, [0, 1], np.array([[7, 0, 0]]), [1], num_classes=2)
@@ -316,16 +270,6 @@ def test_integer_arrays_get_a_vocabulary_size(clean_data_cache):
 
 
 # -- the env ------------------------------------------------------------------------------------
-def test_checkers_pass(imdb_root: Path):
-    kwargs = {"data_root": imdb_root, "download": False, "device": "cpu", "batch_size": 8}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a checker's warning is a failure here, but one:
-        # SB3 suggests flattening any 2-D observation; the (M, d) matrix is the design.
-        warnings.filterwarnings("ignore", message=".*unconventional shape.*")
-        gym_check_env(gym.make(ENV, **kwargs).unwrapped, skip_render_check=True)
-        sb3_check_env(gym.make(ENV, **kwargs), warn=True)
-
-
 def test_observation_layout(imdb_root: Path, imdb_files: FabricatedText):
     env = gym.make(ENV, data_root=imdb_root, download=False, device="cpu", batch_size=8)
     obs, info = env.reset(seed=0)

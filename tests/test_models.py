@@ -1,4 +1,6 @@
-"""Student architectures: names, shapes, parameter counts, shortcuts, BatchNorm, vmap."""
+"""Student architectures (``l2t_gym.models``): names, shapes, parameter counts, the ResNets'
+shortcuts and BatchNorm, the LSTM's padding mask, and the batched forward passes the vector env
+runs (vmap, the MLP's stacked forward)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from l2t_gym.models import STUDENT_NAMES, build_student, check_student_name, has_batchnorm
+from l2t_gym.models import STUDENT_NAMES, LSTMClassifier, build_student, check_student_name
 from l2t_gym.models.resnet import BasicBlock, CifarResNet
 
 
@@ -96,12 +98,6 @@ def test_mlp_layers_exact() -> None:
     mlp = build_student("mlp-64", (1, 8, 8), 10)
     assert sum(isinstance(m, nn.ReLU) for m in mlp.modules()) == 1
     assert _n_params(mlp) == 64 * 64 + 64 + 64 * 10 + 10
-
-
-def test_has_batchnorm() -> None:
-    assert has_batchnorm(build_student("resnet20", (3, 32, 32), 10))
-    assert not has_batchnorm(build_student("mlp-64", (1, 8, 8), 10))
-    assert has_batchnorm(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
 
 
 @pytest.mark.parametrize(
@@ -219,3 +215,60 @@ def test_functional_call_vmap_over_students(train: bool) -> None:
     out = vmap(forward)(params, buffers, x)
     reference = torch.stack([s(xx) for s, xx in zip(students, x, strict=True)])
     torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_the_mlps_stacked_forward_equals_each_student_alone() -> None:
+    models = [build_student("mlp-16-8", (1, 4, 4), 3) for _ in range(4)]
+    params, _ = stack_module_state(models)
+    x = torch.randn(4, 5, 1, 4, 4)
+    shared = torch.randn(7, 1, 4, 4)
+    batched = models[0].stacked_forward(params, x)
+    common = models[0].stacked_forward(params, shared)
+    for i, model in enumerate(models):
+        torch.testing.assert_close(batched[i], model(x[i]))
+        torch.testing.assert_close(common[i], model(shared))
+
+
+# -- the LSTM -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_the_lstms_output_ignores_padding(pooling: str) -> None:
+    torch.manual_seed(0)
+    model = LSTMClassifier(
+        50, 8, 12, 2, pooling=pooling, generator=torch.Generator().manual_seed(0)
+    )
+    lengths = [3, 7, 1, 10]
+    rows = [torch.randint(1, 50, (n,)) for n in lengths]
+
+    def batch(width: int) -> torch.Tensor:
+        x = torch.zeros(len(rows), width, dtype=torch.int64)
+        for i, r in enumerate(rows):
+            x[i, : len(r)] = r
+        return x
+
+    with torch.no_grad():
+        tight, padded = model(batch(10)), model(batch(40))
+        alone = torch.cat([model(batch(10)[i : i + 1, : lengths[i]]) for i in range(len(rows))])
+    torch.testing.assert_close(tight, padded, rtol=0, atol=1e-6)
+    torch.testing.assert_close(tight, alone, rtol=0, atol=1e-6)
+    # The padding row of the embedding is zero and gets no gradient.
+    model(batch(40)).sum().backward()
+    assert not model.embedding.weight[0].any() and not model.embedding.weight.grad[0].any()
+
+
+def test_an_lstm_student_needs_a_vocabulary_and_is_seeded() -> None:
+    model = build_student("lstm-16-8", (20,), 2, vocab_size=30)
+    assert model.embedding.weight.shape == (30, 16) and model.lstm.hidden_size == 8
+    assert model(torch.randint(0, 30, (5, 20))).shape == (5, 2)
+    with pytest.raises(ValueError, match="vocab_size"):
+        build_student("lstm-16-8", (20,), 2)
+    with pytest.raises(ValueError, match="max_len"):
+        build_student("lstm-16-8", (1, 20), 2, vocab_size=30)
+    with pytest.raises(ValueError, match="unknown student"):
+        build_student("lstm-16", (20,), 2, vocab_size=30)
+    a, b = (
+        build_student(
+            "lstm-16-8", (20,), 2, vocab_size=30, generator=torch.Generator().manual_seed(3)
+        )
+        for _ in range(2)
+    )
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

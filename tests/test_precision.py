@@ -1,6 +1,7 @@
 """The student-speed options: bf16 autocast, channels-last images and torch.compile's fallback.
 
-Every option is compared against the default path on the same seeds and actions. Nothing here
+Every option is compared against the default path on the same seeds and actions (their argument
+checks are in ``test_settings.py``, the vector env's refusals in ``test_vector.py``). Nothing here
 compiles for real (far too slow on a CI core): torch.compile is replaced by fakes that fail in
 the ways a real compiler can, or that pass the call through.
 """
@@ -185,23 +186,6 @@ def test_channels_last_test_accuracy_matches(cifar_like):
     assert finals[0] == finals[1]
 
 
-def test_channels_last_needs_image_inputs():
-    with pytest.raises(ValueError, match="channels_last needs 4-D image inputs"):
-        L2TEnv("imdb", device="cpu", channels_last=True)
-    rng = np.random.default_rng(0)
-    flat = RawData.from_arrays(
-        rng.normal(size=(50, 64)), np.arange(50) % 10, rng.normal(size=(10, 64)), np.arange(10), 10
-    )
-    with pytest.raises(ValueError, match="channels_last needs 4-D image inputs"):
-        L2TEnv("digits", device="cpu", data=flat, channels_last=True)
-    L2TEnv("digits", device="cpu", data=flat)  # the same data without the option are fine
-
-
-def test_bad_precision():
-    with pytest.raises(ValueError, match="precision"):
-        L2TEnv("digits", device="cpu", precision="fp16")
-
-
 # -- compile ---------------------------------------------------------------------------------
 class FakeCompiled:
     """What torch.compile returns, failing as a real compiled module can: after part of the work
@@ -283,20 +267,6 @@ def test_compile_uses_the_compiled_forward_when_it_works(cifar_like, fake_compil
 
 
 # -- the vector env --------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "kwargs, words",
-    [
-        ({"channels_last": True}, "channels_last"),
-        ({"precision": "bf16", "student": "resnet20"}, "precision='bf16'"),
-        ({"compile": True, "student": "resnet20"}, "compile"),
-        ({"report_test": "eval"}, "report_test='eval'"),
-    ],
-)
-def test_vector_env_refuses_what_it_cannot_honour(cifar_like, kwargs, words):
-    with pytest.raises(ValueError, match=words):
-        L2TVectorEnv(2, "cifar10", device="cpu", data=cifar_like, batch_size=8, **kwargs)
-
-
 def test_vector_env_bf16_mlp_students_equal_separate_bf16_envs():
     n, kwargs = 3, {"device": "cpu", "max_iters": 40, "tau": 1.0, "precision": "bf16"}
     venv = L2TVectorEnv(n, "digits", **kwargs)

@@ -1,22 +1,105 @@
-"""The native vector env: N students at once equal N separate envs, autoreset, bad input."""
+"""What only the vector env, ``L2TVectorEnv``, has: ``gym.make_vec``, batched spaces, the
+dict-of-arrays info, next-step autoreset, per-sub-env seeds, its refusals, and N students
+stepping together as N single envs do.
+
+The MDP itself is tested once over every env in ``test_episode.py``; that stacked students
+update as modules do is tested on the student run in ``test_student.py``.
+"""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
-from gymnasium.vector import AutoresetMode
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-import l2t_gym  # noqa: F401
-from l2t_gym import L2TEnv
-from l2t_gym.data import RawData
+import l2t_gym
+from l2t_gym import TASKS, L2TEnv
 from l2t_gym.vector import L2TVectorEnv
+
+
+def test_make_vec_builds_the_native_vector_env_for_every_stackable_task():
+    for task, spec in TASKS.items():
+        entry = gym.spec(spec.env_id).vector_entry_point
+        assert (entry == "l2t_gym.vector:L2TVectorEnv") == spec.stacked, task
+    envs = gym.make_vec("L2T-Digits-v0", num_envs=4, device="cpu", batch_size=8)
+    assert isinstance(envs, L2TVectorEnv)
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert envs.single_observation_space.shape == (8, 25)
+    assert envs.observation_space.shape == (4, 8, 25)
+    assert envs.single_action_space == gym.spaces.MultiBinary(8)
+    # Gymnasium batches MultiBinary(M) as a 0/1 Box of int8.
+    assert envs.action_space.shape == (4, 8) and envs.action_space.contains(
+        np.ones((4, 8), dtype=np.int8)
+    )
+    obs, info = envs.reset(seed=0)
+    assert envs.observation_space.contains(obs)
+
+
+def test_the_info_is_a_dict_of_arrays_with_gymnasiums_key_masks():
+    envs = L2TVectorEnv(3, "digits", device="cpu", max_teacher_steps=2)
+    _, info = envs.reset(seed=0)
+    keys = [k for k in info if not k.startswith("_")]
+    assert "iteration" in keys and "final_dev_accuracy" not in keys
+    for key in keys:
+        assert info[key].shape == (3,) and info[f"_{key}"].all(), key
+    keep = np.zeros((3, 32), dtype=bool)
+    _, rewards, terminated, truncated, info = envs.step(keep)
+    assert rewards.shape == terminated.shape == truncated.shape == (3,)
+    assert rewards.dtype == np.float64 and terminated.dtype == truncated.dtype == np.bool_
+    assert "final_dev_accuracy" not in info
+    _, _, _, truncated, info = envs.step(keep)
+    assert truncated.all() and info["_final_dev_accuracy"].all()
+
+
+def test_the_end_of_an_episode_is_reported_only_for_the_sub_envs_that_ended():
+    envs = L2TVectorEnv(3, "digits", device="cpu", max_iters=2, tau=1.0)
+    envs.reset(seed=0)
+    keep = np.zeros((3, 32), dtype=bool)
+    keep[1] = True  # sub-env 1 trains to T' = 2; the others drop everything and go on
+    envs.step(keep)
+    _, _, terminated, truncated, info = envs.step(keep)
+    assert terminated.tolist() == [False, True, False] and not truncated.any()
+    assert info["_final_dev_accuracy"].tolist() == [False, True, False]
+    assert np.isnan(info["final_dev_accuracy"][[0, 2]]).all()
+    assert info["final_dev_accuracy"][1] == info["dev_accuracy"][1]
+    _, _, _, _, info = envs.step(keep)  # 1 resets; 0 and 2 keep their episodes
+    assert info["iteration"].tolist() == [0, 0, 0] and info["teacher_step"].tolist() == [3, 0, 3]
+
+
+def test_next_step_autoreset_starts_a_new_student_and_ignores_that_steps_action():
+    envs = L2TVectorEnv(2, "digits", device="cpu", max_iters=3, tau=1.0)
+    envs.reset(seed=0)
+    keep = np.ones((2, 32), dtype=bool)
+    for _ in range(2):
+        _, _, terminated, _, _ = envs.step(keep)
+        assert not terminated.any()
+    _, rewards, terminated, _, info = envs.step(keep)
+    assert terminated.all() and (rewards == 0).all() and info["_final_dev_accuracy"].all()
+    obs, rewards, terminated, truncated, info = envs.step(keep)  # the reset step
+    assert not (terminated | truncated).any() and (rewards == 0).all()
+    assert (info["iteration"] == 0).all() and (info["teacher_step"] == 0).all()
+    assert (obs[:, :, envs.feature_names.index("iteration")] == 0).all()
+    _, _, _, _, info = envs.step(keep)  # the new episode's first step
+    assert (info["iteration"] == 1).all()
+
+
+def test_sub_env_i_gets_seed_plus_i_or_the_seed_listed_for_it():
+    envs = L2TVectorEnv(3, "digits", device="cpu")
+    single = L2TEnv("digits", device="cpu")
+    from_one, _ = envs.reset(seed=7)
+    for i in range(3):
+        np.testing.assert_array_equal(from_one[i], single.reset(seed=7 + i)[0])
+    from_list, _ = envs.reset(seed=[9, 7, None])
+    np.testing.assert_array_equal(from_list[0], single.reset(seed=9)[0])
+    np.testing.assert_array_equal(from_list[1], from_one[0])
+    with pytest.raises(ValueError, match="expected 3 seeds"):
+        envs.reset(seed=[1, 2])
 
 
 def lockstep(task, n, steps, keep_prob, seed=10, first_keeps_all=False, **kwargs):
     """Drive a vector env and n single envs with the same seeds and actions; return the worst
-    observation difference and whether any episode ended (single envs reset as next-step
+    observation difference and how many episodes ended (the single envs reset as next-step
     autoreset does)."""
     venv = L2TVectorEnv(n, task, **kwargs)
     envs = [L2TEnv(task, **kwargs) for _ in range(n)]
@@ -34,7 +117,7 @@ def lockstep(task, n, steps, keep_prob, seed=10, first_keeps_all=False, **kwargs
         for i, env in enumerate(envs):
             if done[i]:
                 obs, _ = env.reset()
-                reward, term, trunc, info = 0.0, False, False, None
+                reward, term, trunc = 0.0, False, False
                 done[i] = False
             else:
                 obs, reward, term, trunc, info = env.step(actions[i])
@@ -49,143 +132,65 @@ def lockstep(task, n, steps, keep_prob, seed=10, first_keeps_all=False, **kwargs
     return worst, ended
 
 
-def test_digits_students_equal_separate_envs_across_episodes():
+def test_digits_students_equal_separate_envs_across_episodes_and_autoresets():
     worst, ended = lockstep("digits", 3, 150, 0.6, device="cpu", max_iters=40)
     assert ended >= 3  # episodes ended and sub-envs were reset along the way
     assert worst < 1e-4
 
 
-def small_images():
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(10), 30)
-    x = rng.normal(size=(300, 3, 8, 8)).astype(np.float32) + y[:, None, None, None] * 0.1
-    return RawData.from_arrays(x, y, x[:40], y[:40], 10)
-
-
-@pytest.mark.parametrize("augment, first_keeps_all", [(False, False), (True, True)])
-def test_batchnorm_students_with_augmentation_equal_separate_envs(augment, first_keeps_all):
-    # A small rate and a few steps: ResNet training at lr 0.1 amplifies float-level differences
-    # (a ReLU that flips on one pixel), so trajectories part ways even though each step is
-    # right. With first_keeps_all one student reuses its candidate pass while the others train
-    # from their pools, in the same update.
+def test_batchnorm_students_with_augmentation_equal_separate_envs(small_images):
+    # Each sub-env's augmentation stream is seeded as a single env's is. A small rate and a few
+    # steps: ResNet training at lr 0.1 amplifies float-level differences (a ReLU that flips on
+    # one pixel), so trajectories part ways even though each step is right. One student reuses
+    # its candidate pass while the others train from their pools, in the same update.
     worst, _ = lockstep(
         "cifar10",
         3,
         4,
         0.5,
-        first_keeps_all=first_keeps_all,
+        first_keeps_all=True,
         device="cpu",
-        data=small_images(),
+        data=small_images,
         batch_size=6,
         student="resnet20",
         eval_every=2,
-        augment=augment,
+        augment=True,
         max_iters=50,
         lr=0.01,
     )
     assert worst < 1e-3
 
 
-def test_make_vec_uses_the_native_vector_env():
-    envs = gym.make_vec("L2T-Digits-v0", num_envs=4, device="cpu", batch_size=8)
-    assert isinstance(envs, L2TVectorEnv)
-    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
-    assert envs.observation_space.shape == (4, 8, 25)
-    obs, info = envs.reset(seed=0)
-    assert envs.observation_space.contains(obs)
-    assert info["iteration"].shape == (4,) and info["_iteration"].all()
-
-
-def test_next_step_autoreset():
-    envs = L2TVectorEnv(2, "digits", device="cpu", max_iters=3, tau=1.0)
-    envs.reset(seed=0)
-    keep = np.ones((2, 32), dtype=bool)
-    for _ in range(2):
-        _, _, term, _, info = envs.step(keep)
-        assert not term.any()
-    _, reward, term, trunc, info = envs.step(keep)
-    assert term.all() and (reward == 0).all() and info["_final_dev_accuracy"].all()
-    obs, reward, term, trunc, info = envs.step(np.zeros((2, 32)))  # ignored: the reset step
-    assert not (term | trunc).any() and (reward == 0).all()
-    assert (info["iteration"] == 0).all() and (info["teacher_step"] == 0).all()
-    assert (obs[:, :, envs.feature_names.index("iteration")] == 0).all()
-
-
-def test_a_dropping_student_is_untouched_by_the_others_training():
-    envs = L2TVectorEnv(
-        3,
-        "cifar10",
-        device="cpu",
-        data=small_images(),
-        batch_size=6,
-        student="resnet20",
-        tau=1.0,
-        max_iters=50,
-    )
-    envs.reset(seed=0)
-    students = envs.run.students
-    params = {k: v[1].detach().clone() for k, v in students.params.items()}
-    buffers = {k: v[1].clone() for k, v in students.buffers.items()}
-    keep = np.ones((3, 6), dtype=bool)
-    keep[1] = False
-    for _ in range(3):
-        _, _, _, _, info = envs.step(keep)
-    assert list(info["iteration"]) == [3, 0, 3]
-    assert all(torch.equal(students.params[k][1], v) for k, v in params.items())
-    assert all(torch.equal(students.buffers[k][1], v) for k, v in buffers.items())
-    # ... while the others' statistics did move (the forward passes update them in place).
-    assert not all(torch.equal(students.buffers[k][0], v) for k, v in buffers.items())
-
-
 @pytest.mark.parametrize(
-    "kwargs, error",
+    "kwargs, words",
     [
-        ({"num_envs": 0}, ValueError),
-        ({"mode": "mask"}, ValueError),
-        ({"optimizer": "adam"}, ValueError),
-        ({"tau": 2.0}, ValueError),
+        ({"num_envs": 0}, "num_envs must be a positive integer"),
+        ({"num_envs": 1.5}, "num_envs must be a positive integer"),
+        ({"mode": "mask"}, "mode='paper' only"),
+        ({"optimizer": "adam"}, "optimizer='sgd' only"),
+        ({"channels_last": True}, "channels_last is not supported"),
+        ({"precision": "bf16", "student": "resnet20"}, "precision='bf16'.*MLP student"),
+        ({"compile": True, "student": "resnet20"}, "compile=True is not supported"),
+        ({"report_test": "eval"}, "report_test='eval' is not supported"),
+        ({"tau": 2.0}, "tau"),
     ],
 )
-def test_bad_arguments(kwargs, error):
-    kwargs = {"num_envs": 2, "device": "cpu", **kwargs}
-    with pytest.raises(error):
-        L2TVectorEnv(task="digits", **kwargs)
+def test_what_stacked_students_cannot_honour_is_refused_with_a_pointer(small_images, kwargs, words):
+    kwargs = {"num_envs": 2, "device": "cpu", "data": small_images, "batch_size": 8, **kwargs}
+    with pytest.raises(ValueError, match=words):
+        L2TVectorEnv(task="cifar10", **kwargs)
 
 
-def test_bad_actions_and_step_before_reset():
-    envs = L2TVectorEnv(2, "digits", device="cpu")
-    with pytest.raises(gym.error.ResetNeeded):
-        envs.step(np.ones((2, 32)))
-    envs.reset(seed=0)
-    for bad, error in [
-        (np.ones(32), ValueError),
-        (np.full((2, 32), 0.5), ValueError),
-        (None, TypeError),
-        (np.full((2, 32), "a"), TypeError),
-    ]:
-        with pytest.raises(error):
-            envs.step(bad)
-    _, _, _, _, info = envs.step(np.ones((2, 32), dtype=np.float32))
-    assert (info["iteration"] == 1).all()
-
-
-def test_text_task_falls_back_to_gymnasiums_sync_vector_env():
-    # nn.LSTM has no vmap batching rule, so IMDB registers no native vector env.
-    assert gym.spec("L2T-IMDB-v0").vector_entry_point is None
-    assert gym.spec("L2T-Digits-v0").vector_entry_point is not None
-
-
-def test_mlp_stacked_forward_equals_each_student_alone():
-    from torch.func import stack_module_state
-
-    from l2t_gym.models import build_student
-
-    models = [build_student("mlp-16-8", (1, 4, 4), 3) for _ in range(4)]
-    params, _ = stack_module_state(models)
-    x = torch.randn(4, 5, 1, 4, 4)
-    shared = torch.randn(7, 1, 4, 4)
-    batched = models[0].stacked_forward(params, x)
-    common = models[0].stacked_forward(params, shared)
-    for i, model in enumerate(models):
-        torch.testing.assert_close(batched[i], model(x[i]))
-        torch.testing.assert_close(common[i], model(shared))
+def test_the_text_task_falls_back_to_gymnasiums_sync_vector_env(imdb_root):
+    # nn.LSTM has no vmap batching rule: gym.make_vec steps one L2TEnv per sub-env.
+    envs = gym.make_vec(
+        "L2T-IMDB-v0", num_envs=2, data_root=imdb_root, download=False, device="cpu", batch_size=8
+    )
+    assert type(envs) is SyncVectorEnv
+    assert all(isinstance(env.unwrapped, L2TEnv) for env in envs.envs)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 8, len(l2t_gym.feature_names(2, ("review_length",))))
+    obs, rewards, terminated, truncated, info = envs.step(np.ones((2, 8), dtype=bool))
+    assert envs.observation_space.contains(obs) and rewards.shape == (2,)
+    assert info["iteration"].tolist() == [1, 1] and info["kept_instances"].tolist() == [8, 8]
+    assert not np.array_equal(obs[0], obs[1])  # two students, seeds 0 and 1

@@ -19,7 +19,6 @@ __all__ = [
     "LSTMClassifier",
     "build_student",
     "check_student_name",
-    "has_batchnorm",
 ]
 
 RESNET_DEPTHS: dict[str, int] = {
@@ -100,10 +99,3 @@ def build_student(
     if len(shape) != 3:
         raise ValueError(f"{name} needs input_shape (C, H, W), got {input_shape}")
     return CifarResNet(RESNET_DEPTHS[name], shape[0], num_classes, generator=generator)
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    """Whether ``model`` holds a BatchNorm layer, whose running statistics a train-mode forward
-    would update (so a candidate-scoring forward has to run it in eval mode)."""
-    # _BatchNorm is the common base of BatchNorm1d/2d/3d, their lazy forms and SyncBatchNorm.
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())

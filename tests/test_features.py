@@ -1,0 +1,216 @@
+"""g(s), the state features (``l2t_gym.features``): column names and layout, bounds, the combined
+features against the student's own softmax, a diverged student's sanitised row, and ``observe``
+for one student and for many."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from driver import Driver, first_episodes, keep_all
+
+from l2t_gym.features import MODEL_FEATURES, build_features, feature_bounds, feature_names, observe
+from l2t_gym.student import Candidate
+
+BIG = float(np.finfo(np.float32).max)
+
+
+# -- columns ----------------------------------------------------------------------------------
+def test_the_columns_are_labels_extras_model_features_probabilities_loss_and_margin():
+    names = feature_names(10)
+    assert len(names) == 25  # the paper's d for 10 classes
+    assert names[:10] == tuple(f"label_{c}" for c in range(10))
+    assert names[10:13] == ("iteration", "avg_train_loss", "best_dev_accuracy") == MODEL_FEATURES
+    assert names[13:23] == tuple(f"prob_{c}" for c in range(10))
+    assert names[23:] == ("loss", "margin")
+    text = feature_names(2, ("review_length",))
+    assert text == (
+        "label_0",
+        "label_1",
+        "review_length",
+        *MODEL_FEATURES,
+        "prob_0",
+        "prob_1",
+        "loss",
+        "margin",
+    )
+
+
+def test_the_bounds_give_each_column_its_range():
+    names = feature_names(3, ("length",))
+    low, high = feature_bounds(3, 1)
+    assert low.shape == high.shape == (len(names),) and low.dtype == np.float32
+    bounds = dict(zip(names, zip(low.tolist(), high.tolist(), strict=True), strict=True))
+    for name in ("label_0", "label_2", "iteration", "best_dev_accuracy", "prob_0", "prob_2"):
+        assert bounds[name] == (0.0, 1.0), name
+    for name in ("length", "avg_train_loss", "loss"):
+        assert bounds[name] == (0.0, BIG), name
+    assert bounds["margin"] == (-1.0, 1.0)
+
+
+# -- build_features ---------------------------------------------------------------------------
+def _random_batch(m=16, c=10, k=0, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = (rng.normal(size=(m, c)) * 4).astype(np.float32)
+    labels = rng.integers(c, size=m)
+    extras = rng.random((m, k)).astype(np.float32) if k else None
+    return logits, labels, extras
+
+
+def test_probabilities_loss_and_margin_are_the_softmax_cross_entropy_and_margin():
+    logits, labels, extras = _random_batch(k=2)
+    obs = build_features(logits, labels, 0.25, 1.5, 0.75, extras)
+    c, names = 10, feature_names(10, ("a", "b"))
+    assert obs.shape == (16, len(names)) and obs.dtype == np.float32
+    col = {name: j for j, name in enumerate(names)}
+    np.testing.assert_array_equal(obs[:, :c], np.eye(c)[labels])
+    np.testing.assert_array_equal(obs[:, col["a"] : col["b"] + 1], extras)
+    np.testing.assert_array_equal(
+        obs[:, col["iteration"] : col["best_dev_accuracy"] + 1],
+        np.broadcast_to(np.float32([0.25, 1.5, 0.75]), (16, 3)),
+    )
+    t_logits, t_labels = torch.from_numpy(logits).double(), torch.from_numpy(labels)
+    probs = torch.softmax(t_logits, 1).numpy()
+    np.testing.assert_allclose(obs[:, col["prob_0"] : col["prob_9"] + 1], probs, atol=1e-6)
+    loss = F.cross_entropy(t_logits, t_labels, reduction="none").numpy()
+    np.testing.assert_allclose(obs[:, col["loss"]], loss, rtol=1e-5, atol=1e-6)
+    p_true = probs[np.arange(16), labels]
+    others = np.where(np.eye(c, dtype=bool)[labels], -np.inf, probs)
+    np.testing.assert_allclose(obs[:, col["margin"]], p_true - others.max(1), atol=1e-6)
+
+
+def test_the_loss_stays_finite_and_exact_where_p_y_underflows():
+    logits = np.array([[0.0, 200.0], [300.0, -300.0]], dtype=np.float32)
+    obs = build_features(logits, np.array([0, 1]), 0.0, 0.0, 0.0)
+    probs, loss, margin = obs[:, 5:7], obs[:, 7], obs[:, 8]
+    assert probs[0, 0] == 0.0 and probs[1, 1] == 0.0  # p_y underflows in float32 ...
+    np.testing.assert_allclose(loss, [200.0, 600.0], rtol=1e-6)  # ... -log p_y does not
+    np.testing.assert_array_equal(margin, [-1.0, -1.0])
+
+
+def test_model_features_given_per_row_equal_the_same_values_given_once():
+    logits, labels, _ = _random_batch(m=5, c=3)
+    once = build_features(logits, labels, 0.5, 2.0, 0.3)
+    per_row = build_features(logits, labels, np.full(5, 0.5), np.full(5, 2.0), np.full(5, 0.3))
+    np.testing.assert_array_equal(once, per_row)
+
+
+# -- observe ----------------------------------------------------------------------------------
+def _candidate(n=3, m=8, c=4, k=1, seed=0, diverged=None):
+    rng = np.random.default_rng(seed)
+    return Candidate(
+        indices=rng.integers(1000, size=(n, m)),
+        labels=rng.integers(c, size=(n, m)),
+        extras=rng.random((n, m, k)).astype(np.float32) if k else None,
+        logits=(rng.normal(size=(n, m, c)) * 3).astype(np.float32),
+        avg_train_loss=rng.random(n) + 0.5,
+        diverged=np.zeros(n, dtype=bool) if diverged is None else diverged,
+    )
+
+
+def _one(candidate, i):
+    """Student i's part of a candidate, as a candidate of one."""
+    return Candidate(
+        **{
+            name: None if value is None else value[i : i + 1]
+            for name, value in vars(candidate).items()
+        }
+    )
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_observing_n_students_equals_observing_each_alone(k):
+    candidate = _candidate(k=k)
+    progress, best = np.array([0.0, 0.5, 1.0]), np.array([0.1, 0.6, 0.9])
+    together = observe(candidate, progress, best)
+    assert together.shape == (3, 8, 2 * 4 + 5 + k) and together.dtype == np.float32
+    for i in range(3):
+        alone = observe(_one(candidate, i), progress[i : i + 1], best[i : i + 1])
+        np.testing.assert_array_equal(together[i], alone[0])
+        expected = build_features(
+            candidate.logits[i],
+            candidate.labels[i],
+            progress[i],
+            candidate.avg_train_loss[i],
+            best[i],
+            None if k == 0 else candidate.extras[i],
+        )
+        np.testing.assert_array_equal(alone[0], expected)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_diverged_students_rows_read_as_a_uniform_guess_with_the_largest_average_loss(n):
+    diverged = np.arange(n) == n - 1
+    candidate = _candidate(n=n, k=1, diverged=diverged)
+    candidate.logits[n - 1, 0] = np.nan
+    candidate.logits[n - 1, 1] = np.inf
+    candidate.avg_train_loss[n - 1] = np.inf
+    obs = observe(candidate, np.full(n, 0.4), np.full(n, 0.7))
+    names = feature_names(4, ("extra",))
+    low, high = feature_bounds(4, 1)
+    assert np.isfinite(obs).all() and (obs >= low).all() and (obs <= high).all()
+    bad = obs[n - 1]
+    np.testing.assert_array_equal(bad[:, names.index("prob_0") : names.index("prob_3") + 1], 0.25)
+    np.testing.assert_allclose(bad[:, names.index("loss")], math.log(4), rtol=1e-6)
+    np.testing.assert_array_equal(bad[:, names.index("margin")], 0.0)
+    assert (bad[:, names.index("avg_train_loss")] == BIG).all()
+    # Labels, extras and the other model features still say what they say.
+    np.testing.assert_array_equal(bad[:, :4], np.eye(4)[candidate.labels[n - 1]])
+    np.testing.assert_array_equal(bad[:, 4], candidate.extras[n - 1, :, 0])
+    assert (bad[:, names.index("best_dev_accuracy")] == np.float32(0.7)).all()
+    for i in range(n - 1):  # the healthy students' rows are untouched
+        alone = observe(_one(candidate, i), np.full(1, 0.4), np.full(1, 0.7))
+        np.testing.assert_array_equal(obs[i], alone[0])
+
+
+# -- the features of an env's student ---------------------------------------------------------
+def test_the_observation_reads_the_students_own_softmax_on_the_candidate_batch():
+    driver = Driver("single")
+    obs, _ = driver.reset(seed=4)
+    for step in range(4):
+        if step:
+            obs, *_ = driver.step(np.arange(32)[None] % (step + 1) != 0)
+        run = driver.run
+        idx = torch.from_numpy(run.candidate.indices[0])  # the batch just proposed
+        x, y = run.data.x_train[idx], run.data.y_train[idx]
+        with torch.no_grad():
+            logits = run.students.modules[0](x)
+        np.testing.assert_array_equal(obs[0, :, :10].argmax(1), y.numpy())
+        probs = torch.softmax(logits, 1).numpy()
+        np.testing.assert_allclose(obs[0, :, 13:23], probs, rtol=1e-5, atol=1e-6)
+        loss = F.cross_entropy(logits, y, reduction="none").numpy()
+        np.testing.assert_allclose(obs[0, :, driver.column("loss")], loss, rtol=1e-5, atol=1e-5)
+
+
+def test_the_model_features_follow_the_students_run(shell):
+    driver = Driver(shell, tau=1.0, max_iters=40)
+    iteration, loss, best = (driver.column(name) for name in MODEL_FEATURES)
+    obs, infos = driver.reset(seed=0)
+    assert (obs[:, :, iteration] == 0.0).all()
+    assert np.allclose(obs[:, :, loss], math.log(10))  # before any update: a uniform guess
+    first = obs[:, 0, best].copy()
+    assert first.tolist() == pytest.approx([info["best_dev_accuracy"] for info in infos])
+    losses = []
+    for k in range(1, 31):
+        obs, *_, infos = driver.step(np.ones((driver.n, 32)))
+        for i, info in enumerate(infos):
+            assert (obs[i, :, iteration] == np.float32(k / 40)).all()
+            assert (obs[i, :, best] == np.float32(info["best_dev_accuracy"])).all()
+            # Mean of the minibatch losses so far, as the run's loss sum says.
+            assert obs[i, 0, loss] == pytest.approx(float(driver.run.loss_sum[i]) / k, rel=1e-5)
+        losses.append(obs[:, 0, loss])
+    assert (losses[-1] < 0.75 * losses[0]).all()  # the student learns, the mean falls
+    assert (obs[:, 0, best] > first + 0.3).all()
+
+
+def test_the_iteration_feature_saturates_at_one_when_the_clock_runs_past_t_prime(shell):
+    driver = Driver(shell, tau=1.0, max_iters=10, candidate_cost=0.3)
+    for episode in first_episodes(driver, keep_all, seed=0):
+        last = episode[-1]
+        assert last.info["clock"] > 10  # 8 iterations + 0.3 x 8 candidate batches
+        assert (last.obs[:, driver.column("iteration")] == 1.0).all()
+        before = episode[-2]
+        assert before.obs[0, driver.column("iteration")] == pytest.approx(before.info["clock"] / 10)
