@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from l2t_gym import ENV_IDS, TASKS, L2TEnv
+from l2t_gym import ENV_IDS, TASKS
+from l2t_gym.settings import ARGUMENTS
 from l2t_gym.teachers.reinforce import ReinforceConfig
 
 # Set by the recipes themselves, per fold; in env_args they would silently fight them.
@@ -107,7 +108,7 @@ class ExperimentConfig:
                     f"env_args: {key!r} is set by {_RESERVED_ENV_ARGS[key]}, not by env_args "
                     f"(--env-arg {key}=...)"
                 )
-            if known is not None and key not in known:
+            if key not in known:
                 raise ValueError(
                     f"env_args: {key!r} is not an L2TEnv argument; known: {sorted(known)}"
                 )
@@ -293,15 +294,6 @@ def _at_least(cfg: ExperimentConfig, **bounds: int) -> None:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 
 
-def _env_parameters() -> set[str] | None:
-    """The keyword arguments an L2T env takes; None when they cannot be listed (the env then
-    checks them itself)."""
-    try:  # where the env resolves its keyword arguments into a settings object, it lists them
-        from l2t_gym.settings import ARGUMENTS  # type: ignore[import-not-found]
-
-        return set(ARGUMENTS)
-    except ImportError:
-        params = inspect.signature(L2TEnv).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return set(params) - {"self"}
+def _env_parameters() -> set[str]:
+    """The keyword arguments an L2T env takes (``task`` aside)."""
+    return set(ARGUMENTS)
