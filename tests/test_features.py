@@ -115,8 +115,8 @@ def _one(candidate, i):
     """Student i's part of a candidate, as a candidate of one."""
     return Candidate(
         **{
-            name: None if value is None else value[i : i + 1]
-            for name, value in vars(candidate).items()
+            name: None if getattr(candidate, name) is None else getattr(candidate, name)[i : i + 1]
+            for name in Candidate.__slots__
         }
     )
 
