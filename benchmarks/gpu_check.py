@@ -162,6 +162,13 @@ def main() -> None:
     ap.add_argument("--cifar-batch", type=int, default=None, help="M for (b), (c): task's if unset")
     ap.add_argument("--out", default="benchmarks/out")
     ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the host side is single-threaded work, and spare "
+        "OpenMP threads only spin on a busy machine)",
+    )
     ap.add_argument("--blocks", type=int, default=7, help="timed blocks per side in (c)")
     ap.add_argument("--vector-sizes", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument(
@@ -179,6 +186,7 @@ def main() -> None:
         choices=list(SETTINGS),
     )
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     dev = args.device
     started = time.perf_counter()
     if dev == "cuda" and not torch.cuda.is_available():

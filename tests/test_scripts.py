@@ -3,23 +3,11 @@ tables, not measure anything."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from script_runner import run as run_script
 
 
 def run(script: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    return run_script(script, *args).stdout
 
 
 def test_keep_vs_random_example():
@@ -48,6 +36,11 @@ def test_gpu_check_runs_on_cpu(tmp_path):
         "8",
         "--vector-sizes",
         "2",
+        "--precision-seeds",
+        "0",
+        "--settings",
+        "fp32",
+        "bf16+channels_last",
         "--out",
         str(tmp_path),
     ]
