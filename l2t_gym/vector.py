@@ -30,8 +30,10 @@ class L2TVectorEnv(VectorEnv):
 
     ## Spaces
 
-    Observations ``Box`` (N, M, d) and actions ``MultiBinary((N, M))``, the single env's spaces
-    batched; rewards, terminations and truncations are arrays of shape (N,).
+    The single env's spaces batched by Gymnasium's ``batch_space``: observations a float32
+    ``Box`` (N, M, d), actions an int8 ``Box(0, 1, (N, M))`` (its batch of ``MultiBinary(M)``;
+    bool, int or float 0/1 arrays are accepted); rewards, terminations and truncations are arrays
+    of shape (N,).
 
     ## Autoreset
 
