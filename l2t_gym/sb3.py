@@ -263,7 +263,7 @@ class InstanceTeacher(Teacher):
         self._warned = False
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        rows = self._rows(obs)
+        rows = self.rows(obs)
         policy = self.model.policy
         with th.no_grad():
             x = th.as_tensor(rows, dtype=th.float32, device=policy.device)[None]

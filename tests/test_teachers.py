@@ -183,6 +183,19 @@ def test_missing_feature_is_named(make):
         make().reset(names)
 
 
+def test_subclasses_read_columns_and_rows_through_public_helpers():
+    teacher = started(NoTeach())
+    assert teacher.column("loss") == NAMES.index("loss")
+    obs = np.zeros((3, len(NAMES)), dtype=np.float32)
+    assert teacher.rows(obs) is obs
+    with pytest.raises(ValueError, match="NoTeach needs the feature 'nope'"):
+        teacher.column("nope")
+    with pytest.raises(ValueError, match=r"shape \(M, 25\) with M >= 1"):
+        teacher.rows(np.zeros((0, len(NAMES))))
+    # The names they had before they were public still work, for teachers written against them.
+    assert teacher._column("loss") == teacher.column("loss") and teacher._rows(obs) is obs
+
+
 def test_spl_needs_progress_and_labels():
     with pytest.raises(ValueError, match="'iteration'"):
         SelfPaced().reset(tuple(n for n in NAMES if n != "iteration"))

@@ -61,7 +61,7 @@ class Teacher(abc.ABC):
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         """Start an episode on an env with these observation columns.
 
-        Subclasses that need columns look them up here (see :meth:`_column`), after calling
+        Subclasses that need columns look them up here (see :meth:`column`), after calling
         ``super().reset``. ``seed`` reseeds ``self.rng``; None keeps its stream going, as
         Gymnasium's ``reset(seed=None)`` does.
         """
@@ -79,8 +79,14 @@ class Teacher(abc.ABC):
         """Return the keep mask for one candidate batch: bool array of shape (M,)."""
 
     # -- helpers for subclasses ---------------------------------------------------------------
-    def _column(self, name: str) -> int:
-        """Index of the named column; a ValueError naming the feature if the env lacks it."""
+    def column(self, name: str) -> int:
+        """The index of a named observation column, for rules that read features by name.
+
+        :param name: a feature name, e.g. ``"loss"``.
+        :return: its index in the columns given to :meth:`reset`.
+        :raises ValueError: naming the feature, if the env lacks it.
+        :raises RuntimeError: before :meth:`reset`.
+        """
         names = self._names()
         if name not in names:
             raise ValueError(
@@ -89,8 +95,14 @@ class Teacher(abc.ABC):
             )
         return names.index(name)
 
-    def _rows(self, obs: np.ndarray) -> np.ndarray:
-        """``obs`` as an (M, d) array, checked against the columns given to reset."""
+    def rows(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` as an (M, d) array, checked against the columns given to :meth:`reset`.
+
+        :param obs: one observation, (M, d).
+        :return: ``obs`` as a NumPy array (not copied).
+        :raises ValueError: if it is not 2-D with M >= 1 rows and one column per feature.
+        :raises RuntimeError: before :meth:`reset`.
+        """
         names = self._names()
         x = np.asarray(obs)
         if x.ndim != 2 or x.shape[1] != len(names) or x.shape[0] == 0:
@@ -98,6 +110,11 @@ class Teacher(abc.ABC):
                 f"expected an observation of shape (M, {len(names)}) with M >= 1, got {x.shape}"
             )
         return x
+
+    # The names these helpers had before they were public; subclasses outside the package
+    # (examples/custom_agent.py among them) may still call them.
+    _column = column
+    _rows = rows
 
     def _names(self) -> tuple[str, ...]:
         if self.feature_names is None:

@@ -103,7 +103,7 @@ class BernoulliTeacher(Teacher):
         self._warned = False
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        p = self.keep_probabilities(self._rows(obs))
+        p = self.keep_probabilities(self.rows(obs))
         if not self.deterministic:
             return self.rng.random(len(p)) < p
         keep = p > 0.5

@@ -14,7 +14,7 @@ class NoTeach(Teacher):
     """Keeps every instance: plain minibatch training, the reference every teacher must beat."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return np.ones(len(self._rows(obs)), dtype=bool)
+        return np.ones(len(self.rows(obs)), dtype=bool)
 
 
 class RandTeach(Teacher):
@@ -41,7 +41,7 @@ class RandTeach(Teacher):
         self.keep_prob = keep_prob
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.rng.random(len(self._rows(obs))) < self.keep_prob
+        return self.rng.random(len(self.rows(obs))) < self.keep_prob
 
 
 class SelfPaced(Teacher):
@@ -122,8 +122,8 @@ class SelfPaced(Teacher):
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
-        self._loss = self._column("loss")
-        self._progress = self._column("iteration")
+        self._loss = self.column("loss")
+        self._progress = self.column("iteration")
         self.num_classes = sum(n.startswith("label_") for n in self._names())
         if self.num_classes < 2:
             raise ValueError(
@@ -142,7 +142,7 @@ class SelfPaced(Teacher):
         return math.log(self.num_classes) * self.start * (self.end / self.start) ** frac
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        x = self._rows(obs)
+        x = self.rows(obs)
         loss = x[:, self._loss]
         keep = loss < self.threshold(float(x[:, self._progress].max()))
         k = min(self.min_keep, len(loss))
@@ -174,10 +174,10 @@ class LossRank(Teacher):
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
-        self._loss = self._column("loss")
+        self._loss = self.column("loss")
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        loss = self._rows(obs)[:, self._loss]
+        loss = self.rows(obs)[:, self._loss]
         m = len(loss)
         # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
         k = max(1, math.ceil(round(self.keep_ratio * m, 9)))
