@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from l2t_gym.teachers.base import CurvePoint, EpisodeResult, Teacher, run_episode
+from l2t_gym.teachers.base import CurvePoint, EpisodeResult, Teacher, run_episode, teacher_generator
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 from l2t_gym.teachers.heuristics import LossRank, NoTeach, RandTeach, SelfPaced
 
@@ -26,6 +26,7 @@ __all__ = [
     "Teacher",
     "make_teacher",
     "run_episode",
+    "teacher_generator",
 ]
 
 #: Names :func:`make_teacher` understands besides a path to a saved teacher.

@@ -35,6 +35,7 @@ import torch
 
 from l2t_gym.teachers.base import teacher_generator
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
+from l2t_gym.teachers.sampling import keep_probabilities, sample_keep
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,10 @@ class ReinforceTrainer:
         records: list[dict | None] = [None] * n
         while running.any():
             with torch.no_grad():
-                p = torch.sigmoid(teacher.logits(obs)).numpy()
+                p = keep_probabilities(teacher.logits(obs))
             keep = np.zeros(p.shape, dtype=bool)
             for i in np.flatnonzero(running):
-                keep[i] = rngs[i].random(p.shape[1]) < p[i]
+                keep[i] = sample_keep(p[i], rngs[i])
                 observations[i].append(obs[i])
                 actions[i].append(keep[i])
             obs, reward, terminated, truncated, info = env.step(keep)
