@@ -322,9 +322,12 @@ def test_bernoulli_starts_near_init_keep(init_keep):
 
 def test_bernoulli_is_permutation_equivariant():
     teacher = BernoulliTeacher(NAMES, seed=1)
-    with torch.no_grad():  # away from the near-constant start, so rows really differ
+    # Away from the near-constant start, so rows really differ; from a generator of its own, as
+    # about one global RNG state in six saturates every p and fails the std check below.
+    scramble = torch.Generator().manual_seed(0)
+    with torch.no_grad():
         for param in teacher.policy.parameters():
-            param.normal_(0.0, 1.0)
+            param.normal_(0.0, 1.0, generator=scramble)
     obs = realistic_obs(np.random.default_rng(6))
     perm = np.random.default_rng(7).permutation(len(obs))
     p = teacher.keep_probabilities(obs)
@@ -334,9 +337,10 @@ def test_bernoulli_is_permutation_equivariant():
 
 def test_bernoulli_log_prob_matches_hand_computation():
     teacher = BernoulliTeacher(NAMES, seed=2)
+    scramble = torch.Generator().manual_seed(0)  # independent of the tests run before
     with torch.no_grad():
         for param in teacher.policy.parameters():
-            param.normal_(0.0, 1.0)
+            param.normal_(0.0, 1.0, generator=scramble)
     rng = np.random.default_rng(8)
     obs = np.stack([realistic_obs(rng, m=16) for _ in range(3)])
     actions = rng.integers(0, 2, (3, 16))

@@ -113,6 +113,26 @@ class BernoulliTeacher(Teacher):
         """
         return self._sampler(self.keep_probabilities(self.rows(obs)), self.rng, self.deterministic)
 
+    def act_slots(
+        self, obs: np.ndarray, slots: Sequence[Teacher], active: np.ndarray
+    ) -> np.ndarray:
+        """Keep masks for N students: one forward pass scores every candidate of every student,
+        then each student's teacher (a :meth:`spawn` of this one) decides with its own generator.
+
+        :param obs: float32 (N, M, d).
+        :param slots: N BernoulliTeachers sharing this one's policy, each reset for its episode.
+        :param active: bool (N,): the students whose episodes count; the others keep nothing.
+        :return: bool keep masks, shape (N, M).
+        """
+        self._names()  # raises before reset, as act does
+        with torch.no_grad():
+            p = keep_probabilities(self.logits(obs))
+        keep = np.zeros(p.shape, dtype=bool)
+        for i in np.flatnonzero(active):
+            slot: BernoulliTeacher = slots[i]  # type: ignore[assignment]
+            keep[i] = slot._sampler(p[i], slot.rng, slot.deterministic)
+        return keep
+
     # -- the policy ---------------------------------------------------------------------------
     def logits(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Pre-sigmoid keep scores z = MLP(g(s)), one per candidate row.
