@@ -72,6 +72,14 @@ def test_run_episode_is_a_rollout_of_one():
     assert len({r.teacher_steps for r in many}) > 1  # three different episodes
 
 
+def test_without_curves_the_results_are_the_same_but_for_the_curve():
+    env = synthetic_vector(2)
+    full = rollout(env, RandTeach(0.6), [0, 1, 2])
+    bare = rollout(env, RandTeach(0.6), [0, 1, 2], curves=False)
+    assert all(len(r.curve) > 2 for r in full) and all(r.curve == [] for r in bare)
+    assert [dataclasses.replace(timeless(r), curve=[]) for r in full] == [timeless(r) for r in bare]
+
+
 def test_teacher_seeds_default_to_the_env_seeds_and_can_differ():
     env = SyntheticTeachingEnv()
     same = rollout(env, RandTeach(0.5), [4], teacher_seeds=[4])

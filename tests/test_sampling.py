@@ -31,13 +31,6 @@ def test_sample_keeps_where_the_uniform_draw_falls_below_p():
     assert keep.dtype == np.bool_ and not keep[p == 0].any() and keep[p == 1].all()
 
 
-def test_sample_with_one_probability_needs_the_batch_size():
-    keep = sample_keep(0.3, np.random.default_rng(2), m=1000)
-    np.testing.assert_array_equal(keep, np.random.default_rng(2).random(1000) < 0.3)
-    with pytest.raises(ValueError, match="m, the number of candidates"):
-        sample_keep(0.3, np.random.default_rng(2))
-
-
 def test_sampler_samples_or_takes_the_mode():
     sampler = KeepSampler("T")
     p = np.array([0.2, 0.5, 0.51, 0.9])

@@ -39,7 +39,7 @@ class RandTeach(Teacher):
         self.keep_prob = keep_prob
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return sample_keep(self.keep_prob, self.rng, m=len(self.rows(obs)))
+        return sample_keep(np.full(len(self.rows(obs)), self.keep_prob), self.rng)
 
 
 class SelfPaced(Teacher):

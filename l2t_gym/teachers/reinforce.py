@@ -215,6 +215,7 @@ class ReinforceTrainer:
             [env_seed(cfg.seed, e, cfg.repeats) for e in episodes],
             teacher_seeds=[episode_seed(cfg.seed, e) for e in episodes],
             record=True,
+            curves=False,
         )
         pairs = [self._learn_from(e, r) for e, r in zip(episodes, results, strict=True)]
         return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -107,6 +107,7 @@ def rollout(
     *,
     teacher_seeds: Sequence[int | None] | None = None,
     record: bool = False,
+    curves: bool = True,
 ) -> list[EpisodeResult]:
     """Run one episode per seed, with ``teacher`` deciding, and summarise each.
 
@@ -120,6 +121,9 @@ def rollout(
         :func:`run_episode` does).
     :param record: keep each episode's observations and actions in ``result.trajectory``
         (memory: T x M x d floats per episode).
+    :param curves: keep a :class:`CurvePoint` at every dev evaluation in ``result.curve``;
+        False leaves the curves empty, for callers that read none (a point costs microseconds
+        per student per step: a few percent of a Digits step).
     :return: one :class:`EpisodeResult` per seed, in order.
     :raises ValueError: if ``teacher_seeds`` and ``seeds`` differ in length, or the vector env
         resets its students within the step that ends their episode.
@@ -144,12 +148,12 @@ def rollout(
             )
         vec, slots = env, [teacher] + [teacher.spawn() for _ in range(env.num_envs - 1)]
     names = _feature_names(env)
-    eval_every = _eval_every(env)
+    curve_every = _eval_every(env) if curves else 0  # 0: no curve points
     results: list[EpisodeResult] = []
     for first in range(0, len(seeds), n):
         wave = slice(first, first + n)
         results += _run_wave(
-            vec, slots, names, eval_every, seeds[wave], teacher_seeds[wave], record
+            vec, slots, names, curve_every, seeds[wave], teacher_seeds[wave], record
         )
     return results
 
@@ -158,7 +162,7 @@ def _run_wave(
     env: Any,
     slots: list[Teacher],
     names: tuple[str, ...],
-    eval_every: int,
+    curve_every: int,
     seeds: list[int | None],
     teacher_seeds: list[int | None],
     record: bool,
@@ -171,12 +175,12 @@ def _run_wave(
     obs, info = env.reset(seed=seeds + [None] * (n - count))
     for i in range(count):
         slots[i].reset(names, seed=teacher_seeds[i])
-    books = [_Books(info, i, start, record) for i in range(count)]
+    books = [_Books(info, i, start, curve_every, record) for i in range(count)]
     results: list[EpisodeResult | None] = [None] * count
     running = np.zeros(n, dtype=bool)
     running[:count] = True
-    # The books are kept student by student in plain Python: per step that costs less than
-    # NumPy calls on arrays of one (a single env) or of a few (a vector env).
+    # Besides one count of kept candidates per step, the books are kept student by student in
+    # plain Python, which costs less than NumPy calls on arrays of one or of a few students.
     active = list(range(count))
     while active:
         if single:  # the teacher's own action, unconverted: the env checks it
@@ -185,13 +189,19 @@ def _run_wave(
             actions = slots[0].act_slots(obs, slots, running)
         if record:
             # A copy: vector envs may hand out the same observation buffer at every step.
-            seen = np.array(obs)
+            shown = np.array(obs)
             for i in active:
-                books[i].observations.append(seen[i])
+                books[i].observations.append(shown[i])
+                books[i].actions.append(actions[i])
         obs, rewards, terminated, truncated, info = env.step(actions)
         elapsed = time.perf_counter() - start
+        # Counted after the env has checked the actions, all students at once.
+        if single:
+            kept, m = [int(np.count_nonzero(actions[0]))], len(actions[0])
+        else:
+            kept, m = np.count_nonzero(actions, axis=1).tolist(), actions.shape[1]
         for i in active:
-            books[i].step(actions[i], rewards[i], info, i, elapsed, eval_every)
+            books[i].step(kept[i], m, rewards[i], info, i, elapsed)
             if terminated[i] or truncated[i]:
                 results[i] = books[i].finish(info, i, bool(truncated[i]), start)
                 running[i] = False
@@ -202,8 +212,11 @@ def _run_wave(
 class _Books:
     """One student's episode so far: counts, reward, curve and (when recording) trajectory."""
 
-    def __init__(self, info: dict[str, Any], i: int, start: float, record: bool) -> None:
-        self.curve = [_point(info, i, time.perf_counter() - start)]
+    def __init__(
+        self, info: dict[str, Any], i: int, start: float, curve_every: int, record: bool
+    ) -> None:
+        self.every = curve_every  # the env's eval_every; 0: no curve
+        self.curve = [_point(info, i, time.perf_counter() - start)] if curve_every else []
         self.last_iteration = info["iteration"][i]
         self.kept = self.seen = 0
         self.reward = 0.0
@@ -212,24 +225,23 @@ class _Books:
         self.actions: list[np.ndarray] = []
 
     def step(
-        self, action: Any, reward: float, info: dict[str, Any], i: int, elapsed: float, every: int
+        self, kept: int, seen: int, reward: float, info: dict[str, Any], i: int, elapsed: float
     ) -> None:
-        self.kept += int(np.count_nonzero(action))
-        self.seen += len(action)
+        self.kept += kept
+        self.seen += seen
         self.reward += float(reward)
-        if self.record:
-            self.actions.append(action)
-        iteration = info["iteration"][i]
-        if iteration != self.last_iteration and iteration % every == 0:
-            self.curve.append(_point(info, i, elapsed))  # a dev evaluation on the grid
-        self.last_iteration = iteration
+        if self.every:
+            iteration = info["iteration"][i]
+            if iteration != self.last_iteration and iteration % self.every == 0:
+                self.curve.append(_point(info, i, elapsed))  # a dev evaluation on the grid
+            self.last_iteration = iteration
 
     def finish(self, info: dict[str, Any], i: int, truncated: bool, start: float) -> EpisodeResult:
         elapsed = time.perf_counter() - start
         iteration = int(_get(info, "iteration", i))
         final = _get(info, "final_dev_accuracy", i)
         final_dev = float(_get(info, "dev_accuracy", i, math.nan) if final is None else final)
-        if final is not None and self.curve[-1].iteration != iteration:
+        if self.every and final is not None and self.curve[-1].iteration != iteration:
             # The env evaluated once more at the end (it ran out of clock off the eval grid).
             self.curve.append(_point(info, i, elapsed, dev_accuracy=final_dev))
         test = _get(info, "test_accuracy", i)

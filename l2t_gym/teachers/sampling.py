@@ -35,24 +35,16 @@ def keep_probabilities(logits: torch.Tensor) -> np.ndarray:
         return torch.sigmoid(logits).cpu().numpy()
 
 
-def sample_keep(
-    p: np.ndarray | float, rng: np.random.Generator, m: int | None = None
-) -> np.ndarray:
+def sample_keep(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Independent keep decisions a_m ~ Bernoulli(p_m), drawn from ``rng``.
 
     One uniform draw per candidate, kept when it falls below p_m: reruns with a generator in the
     same state give the same decisions.
 
-    :param p: keep probabilities, shape (M,); or one probability for all ``m`` candidates.
+    :param p: keep probabilities, shape (M,).
     :param rng: the generator to draw from (a teacher's ``rng``); it advances by M draws.
-    :param m: the number of candidates when ``p`` is one number; ignored otherwise.
     :return: bool keep mask, shape (M,).
-    :raises ValueError: if ``p`` is one number and ``m`` is not given.
     """
-    if np.ndim(p) == 0:
-        if m is None:
-            raise ValueError("sample_keep needs m, the number of candidates, for a scalar p")
-        return rng.random(m) < p
     return rng.random(len(p)) < p
 
 
