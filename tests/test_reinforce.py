@@ -228,5 +228,13 @@ def test_runs_replay_the_records_of_the_code_before_the_rollout_loop_exactly(nam
     history, weights = run_case(*CASES[name])
     assert len({r["reward"] for r in history}) > 2  # students differ: the policy has moved
     assert history == recorded["history"]  # rewards, keep ratios, seeds' outcomes, baselines
+    side_by_side = CASES[name][0]
     for key, tensor in weights.items():
-        assert tensor.flatten().tolist() == recorded["weights"][key], key
+        expected = torch.tensor(recorded["weights"][key]).view(tensor.shape)
+        if side_by_side:
+            # The vector env promises the single env's results to float tolerance only (see
+            # test_trajectories.py), and a rewrite of it may move the last bits of what the
+            # students show the teacher, hence of the gradient.
+            torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=key)
+        else:
+            assert torch.equal(tensor, expected), key
