@@ -19,8 +19,8 @@ from l2t_gym.teachers import (
     LossRank,
     RandTeach,
     Teacher,
-    rollout,
     run_episode,
+    run_episodes,
 )
 from l2t_gym.teachers.rollout import CurvePoint
 from l2t_gym.vector import L2TVectorEnv
@@ -65,7 +65,7 @@ class RecordActions(VectorWrapper):
 
 def test_run_episode_is_a_rollout_of_one():
     seeds = [0, 1, 2]
-    many = rollout(SyntheticTeachingEnv(), RandTeach(0.6), seeds)
+    many = run_episodes(SyntheticTeachingEnv(), RandTeach(0.6), seeds)
     env, teacher = SyntheticTeachingEnv(), RandTeach(0.6)
     one_by_one = [run_episode(env, teacher, seed=s) for s in seeds]
     assert [timeless(r) for r in many] == [timeless(r) for r in one_by_one]
@@ -74,27 +74,27 @@ def test_run_episode_is_a_rollout_of_one():
 
 def test_without_curves_the_results_are_the_same_but_for_the_curve():
     env = synthetic_vector(2)
-    full = rollout(env, RandTeach(0.6), [0, 1, 2])
-    bare = rollout(env, RandTeach(0.6), [0, 1, 2], curves=False)
+    full = run_episodes(env, RandTeach(0.6), [0, 1, 2])
+    bare = run_episodes(env, RandTeach(0.6), [0, 1, 2], curves=False)
     assert all(len(r.curve) > 2 for r in full) and all(r.curve == [] for r in bare)
     assert [dataclasses.replace(timeless(r), curve=[]) for r in full] == [timeless(r) for r in bare]
 
 
 def test_teacher_seeds_default_to_the_env_seeds_and_can_differ():
     env = SyntheticTeachingEnv()
-    same = rollout(env, RandTeach(0.5), [4], teacher_seeds=[4])
-    assert timeless(rollout(env, RandTeach(0.5), [4])[0]) == timeless(same[0])
-    other = rollout(env, RandTeach(0.5), [4], teacher_seeds=[5])
+    same = run_episodes(env, RandTeach(0.5), [4], teacher_seeds=[4])
+    assert timeless(run_episodes(env, RandTeach(0.5), [4])[0]) == timeless(same[0])
+    other = run_episodes(env, RandTeach(0.5), [4], teacher_seeds=[5])
     assert other[0].kept_instances != same[0].kept_instances
 
 
 def test_sync_vector_env_gives_the_single_env_results_exactly():
     kwargs = {"device": "cpu", "eval_every": 5, "max_iters": 12, "report_test": True}
     seeds = [3, 4, 5]  # two waves of two students, the second with one idle student
-    single = rollout(gym.make("L2T-Digits-v0", **kwargs), RandTeach(0.5), seeds)
+    single = run_episodes(gym.make("L2T-Digits-v0", **kwargs), RandTeach(0.5), seeds)
     vec = gym.make_vec("L2T-Digits-v0", 2, vectorization_mode="sync", **kwargs)
     assert isinstance(vec, SyncVectorEnv)  # feature_names and eval_every come from its envs
-    side_by_side = rollout(vec, RandTeach(0.5), seeds)
+    side_by_side = run_episodes(vec, RandTeach(0.5), seeds)
     assert [timeless(r) for r in side_by_side] == [timeless(r) for r in single]
     # The bookkeeping read from the vector info: the final evaluation off the eval grid, the test
     # accuracy where the episode ended.
@@ -105,8 +105,8 @@ def test_sync_vector_env_gives_the_single_env_results_exactly():
 def test_native_vector_env_matches_the_single_env():
     kwargs = {"device": "cpu", "max_iters": 40}
     seeds = [0, 1, 2]
-    single = rollout(l2t_gym.L2TEnv("digits", **kwargs), RandTeach(0.8), seeds)
-    vec = rollout(L2TVectorEnv(2, "digits", **kwargs), RandTeach(0.8), seeds)
+    single = run_episodes(l2t_gym.L2TEnv("digits", **kwargs), RandTeach(0.8), seeds)
+    vec = run_episodes(L2TVectorEnv(2, "digits", **kwargs), RandTeach(0.8), seeds)
     for a, b in zip(single, vec, strict=True):
         exact = ("reached_tau", "iterations", "teacher_steps", "kept_instances", "keep_ratio")
         assert [getattr(a, k) for k in exact] == [getattr(b, k) for k in exact]
@@ -119,15 +119,15 @@ def test_native_vector_env_matches_the_single_env():
 
 def test_each_student_of_a_vector_env_has_its_own_teacher_state():
     seeds = [10, 11, 12, 13, 14]
-    alone = rollout(SyntheticTeachingEnv(), RunningMean(), seeds)
-    together = rollout(synthetic_vector(3), RunningMean(), seeds)
+    alone = run_episodes(SyntheticTeachingEnv(), RunningMean(), seeds)
+    together = run_episodes(synthetic_vector(3), RunningMean(), seeds)
     assert [timeless(r) for r in together] == [timeless(r) for r in alone]
     assert len({r.kept_instances for r in alone}) > 2  # the students' episodes differ
 
 
 def test_students_without_an_episode_keep_nothing():
     env = RecordActions(synthetic_vector(3))
-    results = rollout(env, LossRank(0.5), [0, 1])
+    results = run_episodes(env, LossRank(0.5), [0, 1])
     sent = np.stack(env.sent)  # (steps, 3, M)
     assert len(sent) == max(r.teacher_steps for r in results)
     assert not sent[:, 2].any()  # no episode at all
@@ -148,14 +148,14 @@ def test_recorded_trajectory_is_what_the_teacher_saw_and_chose(vector):
 
     # copy=False: the vector env hands out one observation buffer, rewritten at every step.
     env = synthetic_vector(1, copy=False) if vector else SyntheticTeachingEnv()
-    (result,) = rollout(env, Spy(0.5), [7], record=True)
+    (result,) = run_episodes(env, Spy(0.5), [7], record=True)
     trajectory = result.trajectory
     t, m, d = result.teacher_steps, 8, len(SyntheticTeachingEnv().feature_names)
     assert trajectory.observations.shape == (t, m, d) and trajectory.actions.shape == (t, m)
     np.testing.assert_array_equal(trajectory.observations, np.stack(seen))
     np.testing.assert_array_equal(trajectory.actions, np.stack(chosen))
     assert trajectory.actions.sum() == result.kept_instances
-    assert rollout(env, RandTeach(0.5), [7])[0].trajectory is None
+    assert run_episodes(env, RandTeach(0.5), [7])[0].trajectory is None
 
 
 def test_spawned_bernoulli_teachers_share_the_policy_not_the_stream():
@@ -179,10 +179,10 @@ def test_spawned_bernoulli_teachers_share_the_policy_not_the_stream():
 
 def test_rollout_rejects_mismatched_seeds_and_same_step_autoreset():
     with pytest.raises(ValueError, match="2 env seeds but 1 teacher seeds"):
-        rollout(SyntheticTeachingEnv(), RandTeach(0.5), [0, 1], teacher_seeds=[0])
+        run_episodes(SyntheticTeachingEnv(), RandTeach(0.5), [0, 1], teacher_seeds=[0])
     same_step = synthetic_vector(2, autoreset_mode=AutoresetMode.SAME_STEP)
     with pytest.raises(ValueError, match="next-step autoreset"):
-        rollout(same_step, RandTeach(0.5), [0, 1])
+        run_episodes(same_step, RandTeach(0.5), [0, 1])
 
 
 def test_results_are_importable_from_the_package():

@@ -6,7 +6,7 @@ the start of an episode, then ``act(obs)`` -> keep mask.
 
 The rooms: ``base`` (the interface), ``sampling`` (the one keep-sampler: logits to decisions and
 log-probabilities), ``heuristics`` and ``bernoulli`` (the teachers), ``rollout`` (the one loop:
-:func:`rollout` runs episodes on one env or a vector env, :func:`run_episode` one episode) and
+:func:`run_episodes` runs episodes on one env or a vector env, :func:`run_episode` one episode) and
 ``reinforce`` (training the Bernoulli teacher).
 """
 
@@ -18,7 +18,13 @@ from typing import Any
 from l2t_gym.teachers.base import Teacher, teacher_generator
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 from l2t_gym.teachers.heuristics import LossRank, NoTeach, RandTeach, SelfPaced
-from l2t_gym.teachers.rollout import CurvePoint, EpisodeResult, Trajectory, rollout, run_episode
+from l2t_gym.teachers.rollout import (
+    CurvePoint,
+    EpisodeResult,
+    Trajectory,
+    run_episode,
+    run_episodes,
+)
 
 __all__ = [
     "BernoulliTeacher",
@@ -32,8 +38,8 @@ __all__ = [
     "Teacher",
     "Trajectory",
     "make_teacher",
-    "rollout",
     "run_episode",
+    "run_episodes",
     "teacher_generator",
 ]
 

@@ -32,8 +32,9 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
+from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
-from l2t_gym.teachers.rollout import EpisodeResult, rollout
+from l2t_gym.teachers.rollout import EpisodeResult
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def env_seed(seed: int, episode: int, repeats: int = 1) -> int:
 class ReinforceTrainer:
     """Trains a :class:`BernoulliTeacher` by REINFORCE on an env (its teacher fold).
 
-    The episodes are run by :func:`l2t_gym.teachers.rollout.rollout`, which records what the
+    The episodes are run by :func:`l2t_gym.teachers.rollout.run_episodes`, which records what the
     teacher saw and chose; this class owns only the update. In a vector env the students of an
     update train side by side, each with the seed and sampling stream it would have had alone,
     so the run equals the sequential one to float tolerance.
@@ -209,7 +210,7 @@ class ReinforceTrainer:
         """
         cfg = self.config
         episodes = range(first, first + n)
-        results = rollout(
+        results = rollout.run_episodes(
             self.env,
             self.teacher,
             [env_seed(cfg.seed, e, cfg.repeats) for e in episodes],

@@ -1,6 +1,6 @@
 """The rollout loop: teachers teaching students, one episode each, and what the benchmarks report.
 
-:func:`rollout` is the one loop in the package that runs teachers on envs; evaluation,
+:func:`run_episodes` is the one loop in the package that runs teachers on envs; evaluation,
 :func:`run_episode` and REINFORCE all go through it. A single env is run as a vector env of one
 (as Stable-Baselines3's ``evaluate_policy`` does), so both kinds share one loop and one set of
 books. In a vector env every student gets its own teacher (:meth:`Teacher.spawn`), reset with its
@@ -27,7 +27,7 @@ from gymnasium.vector import AutoresetMode
 
 from l2t_gym.teachers.base import Teacher
 
-__all__ = ["CurvePoint", "EpisodeResult", "Trajectory", "rollout", "run_episode"]
+__all__ = ["CurvePoint", "EpisodeResult", "Trajectory", "run_episode", "run_episodes"]
 
 
 class CurvePoint(NamedTuple):
@@ -97,10 +97,10 @@ def run_episode(env: gym.Env, teacher: Teacher, seed: int | None = None) -> Epis
     :param seed: seeds both the env and the teacher; None continues their streams.
     :return: the episode's :class:`EpisodeResult`.
     """
-    return rollout(env, teacher, [seed])[0]
+    return run_episodes(env, teacher, [seed])[0]
 
 
-def rollout(
+def run_episodes(
     env: gym.Env | gym.vector.VectorEnv,
     teacher: Teacher,
     seeds: Sequence[int | None],
@@ -143,7 +143,7 @@ def rollout(
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode != AutoresetMode.NEXT_STEP:
             raise ValueError(
-                f"rollout needs a vector env with next-step autoreset, got {mode}: in other "
+                f"run_episodes needs a vector env with next-step autoreset, got {mode}: in other "
                 "modes the step that ends an episode reports the next one's info"
             )
         vec, slots = env, [teacher] + [teacher.spawn() for _ in range(env.num_envs - 1)]
@@ -179,33 +179,41 @@ def _run_wave(
     results: list[EpisodeResult | None] = [None] * count
     running = np.zeros(n, dtype=bool)
     running[:count] = True
-    # Besides one count of kept candidates per step, the books are kept student by student in
-    # plain Python, which costs less than NumPy calls on arrays of one or of a few students.
+    # The books are kept in plain Python numbers, student by student: for one student or a few
+    # that costs less per step than NumPy calls on small arrays.
     active = list(range(count))
     while active:
         if single:  # the teacher's own action, unconverted: the env checks it
             actions: Any = [slots[0].act(obs[0])]
         else:
             actions = slots[0].act_slots(obs, slots, running)
-        if record:
-            # A copy: vector envs may hand out the same observation buffer at every step.
-            shown = np.array(obs)
-            for i in active:
-                books[i].observations.append(shown[i])
-                books[i].actions.append(actions[i])
+        # A copy: vector envs may hand out the same observation buffer at every step.
+        shown = np.array(obs) if record else obs
         obs, rewards, terminated, truncated, info = env.step(actions)
         elapsed = time.perf_counter() - start
-        # Counted after the env has checked the actions, all students at once.
+        # All students at once, as Python numbers; counted once the env has checked the actions
+        # (a vector env's are 0/1 masks, (N, M)).
         if single:
             kept, m = [int(np.count_nonzero(actions[0]))], len(actions[0])
         else:
-            kept, m = np.count_nonzero(actions, axis=1).tolist(), actions.shape[1]
+            kept, m = actions.sum(axis=1, dtype=np.int64).tolist(), actions.shape[1]
+        gains = np.asarray(rewards, dtype=np.float64).tolist()
+        done = np.logical_or(terminated, truncated).tolist()
         for i in active:
-            books[i].step(kept[i], m, rewards[i], info, i, elapsed)
-            if terminated[i] or truncated[i]:
-                results[i] = books[i].finish(info, i, bool(truncated[i]), start)
+            book = books[i]
+            book.kept += kept[i]
+            book.seen += m
+            book.reward += gains[i]
+            if record:
+                book.observations.append(shown[i])
+                book.actions.append(actions[i])
+            if book.every:
+                book.look_for_evaluation(info, i, elapsed)
+            if done[i]:
+                results[i] = book.finish(info, i, bool(truncated[i]), start)
                 running[i] = False
-        active = [i for i in active if running[i]]
+        if any(done[i] for i in active):
+            active = [i for i in active if not done[i]]
     return results  # type: ignore[return-value]  # every slot with an episode has ended
 
 
@@ -221,20 +229,16 @@ class _Books:
         self.kept = self.seen = 0
         self.reward = 0.0
         self.record = record
+        # What the student was shown and what its teacher chose, step by step (when recording).
         self.observations: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
 
-    def step(
-        self, kept: int, seen: int, reward: float, info: dict[str, Any], i: int, elapsed: float
-    ) -> None:
-        self.kept += kept
-        self.seen += seen
-        self.reward += float(reward)
-        if self.every:
-            iteration = info["iteration"][i]
-            if iteration != self.last_iteration and iteration % self.every == 0:
-                self.curve.append(_point(info, i, elapsed))  # a dev evaluation on the grid
-            self.last_iteration = iteration
+    def look_for_evaluation(self, info: dict[str, Any], i: int, elapsed: float) -> None:
+        """A curve point when the student's iteration moved onto the env's eval grid."""
+        iteration = info["iteration"][i]
+        if iteration != self.last_iteration and iteration % self.every == 0:
+            self.curve.append(_point(info, i, elapsed))
+        self.last_iteration = iteration
 
     def finish(self, info: dict[str, Any], i: int, truncated: bool, start: float) -> EpisodeResult:
         elapsed = time.perf_counter() - start

@@ -31,8 +31,9 @@ def keep_probabilities(logits: torch.Tensor) -> np.ndarray:
     :return: a float array of the same shape and dtype as ``logits`` (float32 for the package's
         policies).
     """
-    with torch.no_grad():
-        return torch.sigmoid(logits).cpu().numpy()
+    # Callers score under no_grad already; a second no_grad context costs more than the sigmoid.
+    z = logits.detach() if logits.requires_grad else logits
+    return torch.sigmoid(z).cpu().numpy()
 
 
 def sample_keep(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
