@@ -122,8 +122,10 @@ def run_episodes(
     :param record: keep each episode's observations and actions in ``result.trajectory``
         (memory: T x M x d floats per episode).
     :param curves: keep a :class:`CurvePoint` at every dev evaluation in ``result.curve``;
-        False leaves the curves empty, for callers that read none (a point costs microseconds
-        per student per step: a few percent of a Digits step).
+        False leaves the curves empty, for callers that read none (a point costs a few
+        microseconds per student, about 2% of a Digits step). Evaluations are the new
+        iterations on the env's ``eval_every`` grid; an env (or a vector env's sub-envs) that
+        exposes no ``eval_every`` is taken to evaluate at every iteration.
     :return: one :class:`EpisodeResult` per seed, in order.
     :raises ValueError: if ``teacher_seeds`` and ``seeds`` differ in length, or the vector env
         resets its students within the step that ends their episode.
