@@ -10,7 +10,6 @@ candidates and works for any M.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from l2t_gym.teachers.base import Teacher
+from l2t_gym.teachers.sampling import KeepSampler, keep_probabilities
 
 __all__ = ["InstancePolicy", "InstanceRows", "InstanceNets"]
 
@@ -245,10 +245,15 @@ class InstanceTeacher(Teacher):
     """A trained ``InstancePolicy`` model (PPO, A2C, ...) as an l2t-gym :class:`Teacher`, so it
     runs wherever the package's teachers run (``run_episode``, ``l2t_gym.evaluation``).
 
-    Keep decisions are drawn from the policy's Bernoulli probabilities with the teacher's own
-    generator, seeded by ``reset(seed=...)``: reruns repeat without touching torch's global RNG
-    (which SB3's own ``predict`` samples from). ``deterministic=True`` keeps p > 0.5 and warns,
-    once per episode, when that drops every candidate.
+    Keep decisions are drawn from the policy's Bernoulli probabilities by the package's one
+    keep-sampler (:mod:`l2t_gym.teachers.sampling`), with the teacher's own generator, seeded by
+    ``reset(seed=...)``: reruns repeat without touching torch's global RNG (which SB3's own
+    ``predict`` samples from). ``deterministic=True`` keeps p > 0.5 and warns, once per episode,
+    when that drops every candidate.
+
+    :param model: an SB3 model whose policy is an :class:`InstancePolicy`.
+    :param deterministic: keep p > 0.5 instead of sampling.
+    :raises ValueError: if the model's policy is not an :class:`InstancePolicy`.
     """
 
     def __init__(self, model: BaseAlgorithm, deterministic: bool = False) -> None:
@@ -256,25 +261,25 @@ class InstanceTeacher(Teacher):
             raise ValueError(f"expected a model with an InstancePolicy, got {type(model.policy)}")
         super().__init__()
         self.model, self.deterministic = model, bool(deterministic)
-        self._warned = False
+        self._sampler = KeepSampler(type(self).__name__)
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
+        """Start an episode; see :meth:`Teacher.reset`."""
         super().reset(feature_names, seed=seed)
-        self._warned = False
+        self._sampler = KeepSampler(type(self).__name__)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        rows = self._rows(obs)
+        """Keep each candidate with the policy's probability (or p > 0.5 when deterministic).
+
+        :param obs: one observation, float32 (M, d).
+        :return: bool keep mask, shape (M,).
+        """
+        rows = self.rows(obs)
         policy = self.model.policy
         with th.no_grad():
             x = th.as_tensor(rows, dtype=th.float32, device=policy.device)[None]
-            p = th.sigmoid(policy.keep_logits(x))[0].cpu().numpy()
-        if not self.deterministic:
-            return self.rng.random(len(p)) < p
-        keep = p > 0.5
-        if not keep.any() and not self._warned:
-            self._warned = True
-            warnings.warn("InstanceTeacher (deterministic) drops every candidate", stacklevel=2)
-        return keep
+            p = keep_probabilities(policy.keep_logits(x)[0])
+        return self._sampler(p, self.rng, self.deterministic)
 
 
 def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +20,10 @@ from l2t_gym.teachers.reinforce import (
     reinforce_loss,
     seed_baseline,
 )
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+from record_reinforce import CASES, OUT  # noqa: E402
+from record_reinforce import run as run_case  # noqa: E402
 
 
 def test_loss_against_a_hand_computed_case():
@@ -210,3 +218,23 @@ def test_seed_baseline_learns_the_known_rule():
 def test_bad_baseline_config(bad):
     with pytest.raises(ValueError):
         ReinforceConfig(**bad)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_runs_replay_the_records_of_the_code_before_the_rollout_loop_exactly(name):
+    # Recorded by fixtures/record_reinforce.py on the code before the keep-sampler and the
+    # rollout loop existed; sequential and side by side, each with a short last update.
+    recorded = json.loads(OUT.read_text())["runs"][name]
+    history, weights = run_case(*CASES[name])
+    assert len({r["reward"] for r in history}) > 2  # students differ: the policy has moved
+    assert history == recorded["history"]  # rewards, keep ratios, seeds' outcomes, baselines
+    side_by_side = CASES[name][0]
+    for key, tensor in weights.items():
+        expected = torch.tensor(recorded["weights"][key]).view(tensor.shape)
+        if side_by_side:
+            # The vector env promises the single env's results to float tolerance only (see
+            # test_trajectories.py), and a rewrite of it may move the last bits of what the
+            # students show the teacher, hence of the gradient.
+            torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=key)
+        else:
+            assert torch.equal(tensor, expected), key

@@ -183,6 +183,19 @@ def test_missing_feature_is_named(make):
         make().reset(names)
 
 
+def test_subclasses_read_columns_and_rows_through_public_helpers():
+    teacher = started(NoTeach())
+    assert teacher.column("loss") == NAMES.index("loss")
+    obs = np.zeros((3, len(NAMES)), dtype=np.float32)
+    assert teacher.rows(obs) is obs
+    with pytest.raises(ValueError, match="NoTeach needs the feature 'nope'"):
+        teacher.column("nope")
+    with pytest.raises(ValueError, match=r"shape \(M, 25\) with M >= 1"):
+        teacher.rows(np.zeros((0, len(NAMES))))
+    # The names they had before they were public still work, for teachers written against them.
+    assert teacher._column("loss") == teacher.column("loss") and teacher._rows(obs) is obs
+
+
 def test_spl_needs_progress_and_labels():
     with pytest.raises(ValueError, match="'iteration'"):
         SelfPaced().reset(tuple(n for n in NAMES if n != "iteration"))
@@ -309,9 +322,12 @@ def test_bernoulli_starts_near_init_keep(init_keep):
 
 def test_bernoulli_is_permutation_equivariant():
     teacher = BernoulliTeacher(NAMES, seed=1)
-    with torch.no_grad():  # away from the near-constant start, so rows really differ
+    # Away from the near-constant start, so rows really differ; from a generator of its own, as
+    # about one global RNG state in six saturates every p and fails the std check below.
+    scramble = torch.Generator().manual_seed(0)
+    with torch.no_grad():
         for param in teacher.policy.parameters():
-            param.normal_(0.0, 1.0)
+            param.normal_(0.0, 1.0, generator=scramble)
     obs = realistic_obs(np.random.default_rng(6))
     perm = np.random.default_rng(7).permutation(len(obs))
     p = teacher.keep_probabilities(obs)
@@ -321,9 +337,10 @@ def test_bernoulli_is_permutation_equivariant():
 
 def test_bernoulli_log_prob_matches_hand_computation():
     teacher = BernoulliTeacher(NAMES, seed=2)
+    scramble = torch.Generator().manual_seed(0)  # independent of the tests run before
     with torch.no_grad():
         for param in teacher.policy.parameters():
-            param.normal_(0.0, 1.0)
+            param.normal_(0.0, 1.0, generator=scramble)
     rng = np.random.default_rng(8)
     obs = np.stack([realistic_obs(rng, m=16) for _ in range(3)])
     actions = rng.integers(0, 2, (3, 16))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from l2t_gym.teachers.base import Teacher
+from l2t_gym.teachers.sampling import KeepSampler, keep_log_prob, keep_probabilities
 
 FILE_FORMAT = "l2t-gym-teacher"
 FILE_VERSION = 1
@@ -40,23 +40,22 @@ class BernoulliTeacher(Teacher):
     episode stalls until truncation. The teacher warns, once per episode, when that happens;
     sampling (the default) is the policy it was trained as.
 
+    Decisions come from the one keep-sampler (:mod:`l2t_gym.teachers.sampling`), with the
+    teacher's own generator.
+
     The teacher is tied to the env column layout it was built for: :meth:`reset` refuses an env
     whose ``feature_names`` differ, and :meth:`save` records them (with the task), so a saved
     teacher loaded for another layout fails with a clear error instead of silently misreading.
 
-    Parameters
-    ----------
-    feature_names:
-        The env's observation columns (``env.unwrapped.feature_names``); d = their number.
-    hidden:
-        Width of the hidden layer (the paper: 12).
-    init_keep:
-        Keep probability of the untrained teacher, in (0, 1).
-    deterministic:
-        Keep p > 0.5 instead of sampling.
-    seed:
-        Seeds the weight initialisation and the sampling generator; ``reset(seed=...)`` reseeds
-        the sampling.
+    :param feature_names: the env's observation columns (``env.unwrapped.feature_names``);
+        d = their number.
+    :param hidden: width of the hidden layer (the paper: 12).
+    :param init_keep: keep probability of the untrained teacher, in (0, 1).
+    :param deterministic: keep p > 0.5 instead of sampling.
+    :param seed: seeds the weight initialisation and the sampling generator;
+        ``reset(seed=...)`` reseeds the sampling.
+    :raises ValueError: for empty or duplicate feature names, a ``hidden`` that is not a
+        positive integer, or ``init_keep`` outside (0, 1).
     """
 
     def __init__(
@@ -80,7 +79,7 @@ class BernoulliTeacher(Teacher):
         self.hidden, self.init_keep = int(hidden), init_keep
         self.deterministic = bool(deterministic)
         self.task: str | None = None
-        self._warned = False
+        self._sampler = KeepSampler(type(self).__name__)
         init_seed = int(self.rng.integers(2**62))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -93,6 +92,10 @@ class BernoulliTeacher(Teacher):
 
     # -- the Teacher interface ----------------------------------------------------------------
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
+        """Start an episode; see :meth:`Teacher.reset`.
+
+        :raises ValueError: if ``feature_names`` differ from the layout the teacher was built for.
+        """
         names = tuple(str(n) for n in feature_names)
         if names != self.layout:
             raise ValueError(
@@ -100,26 +103,47 @@ class BernoulliTeacher(Teacher):
                 f"teacher: {list(self.layout)}; env: {list(names)}"
             )
         super().reset(names, seed=seed)
-        self._warned = False
+        self._sampler = KeepSampler(type(self).__name__)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        p = self.keep_probabilities(self._rows(obs))
-        if not self.deterministic:
-            return self.rng.random(len(p)) < p
-        keep = p > 0.5
-        if not keep.any() and not self._warned:
-            self._warned = True
-            warnings.warn(
-                f"deterministic BernoulliTeacher drops every candidate (max keep probability "
-                f"{p.max():.3f} <= 0.5): the student will not train on this batch and the episode "
-                "may stall until truncation; sample instead (deterministic=False)",
-                stacklevel=2,
-            )
+        """Keep each candidate with its probability p_m (or p_m > 0.5 when deterministic).
+
+        :param obs: one observation, float32 (M, d).
+        :return: bool keep mask, shape (M,).
+        """
+        return self._sampler(self.keep_probabilities(self.rows(obs)), self.rng, self.deterministic)
+
+    def act_slots(
+        self, obs: np.ndarray, slots: Sequence[Teacher], active: np.ndarray
+    ) -> np.ndarray:
+        """Keep masks for N students: one forward pass scores every candidate of every student,
+        then each student's teacher (a :meth:`spawn` of this one) decides with its own generator.
+
+        :param obs: float32 (N, M, d).
+        :param slots: N BernoulliTeachers sharing this one's policy, each reset for its episode.
+        :param active: bool (N,): the students whose episodes count; the others keep nothing.
+        :return: bool keep masks, shape (N, M).
+        """
+        self._names()  # raises before reset, as act does
+        with torch.no_grad():
+            p = keep_probabilities(self.logits(obs))
+        keep = np.zeros(p.shape, dtype=bool)
+        for i in np.flatnonzero(active):
+            slot: BernoulliTeacher = slots[i]  # type: ignore[assignment]
+            keep[i] = slot._sampler(p[i], slot.rng, slot.deterministic)
         return keep
 
     # -- the policy ---------------------------------------------------------------------------
     def logits(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Pre-sigmoid scores z, shape ``obs.shape[:-1]``; differentiable in ``self.policy``."""
+        """Pre-sigmoid keep scores z = MLP(g(s)), one per candidate row.
+
+        NaN features read as 0 and the rest are clipped to +-1e6, so a diverged student's
+        observation still gives finite scores.
+
+        :param obs: observations (..., M, d), e.g. (M, d), (N, M, d) or an episode's (T, M, d).
+        :return: a tensor of shape ``obs.shape[:-1]``, differentiable in ``self.policy``.
+        :raises ValueError: if ``obs`` is not at least 2-D with one column per feature.
+        """
         x = torch.as_tensor(obs, dtype=torch.float32)
         if x.ndim < 2 or x.shape[-1] != len(self.layout):
             raise ValueError(
@@ -129,37 +153,40 @@ class BernoulliTeacher(Teacher):
         return self.policy(x).squeeze(-1)
 
     def keep_probabilities(self, obs: np.ndarray) -> np.ndarray:
-        """p_m for each row of one observation (M, d), as a float32 array (M,)."""
+        """p_m = sigmoid(z_m) for each row of one observation.
+
+        :param obs: one observation, float32 (M, d).
+        :return: float32 array (M,).
+        :raises ValueError: if ``obs`` is not one (M, d) observation.
+        """
         x = np.asarray(obs)
         if x.ndim != 2:
             raise ValueError(f"expected one observation (M, {len(self.layout)}), got {x.shape}")
         with torch.no_grad():
-            return torch.sigmoid(self.logits(x)).numpy()
+            return keep_probabilities(self.logits(x))
 
     def log_prob(
         self, obs_batch: torch.Tensor | np.ndarray, actions: torch.Tensor | np.ndarray
     ) -> torch.Tensor:
-        """log pi(a | s) per step: sum over instances of log p (kept) or log(1 - p) (dropped).
+        """log pi(a | s) per step: the sum over instances of log p (kept) or log(1 - p) (dropped).
 
-        ``obs_batch`` (T, M, d) and ``actions`` (T, M) of 0/1 give a (T,) tensor, differentiable
-        in ``self.policy``. Computed as logsigmoid(z) and logsigmoid(-z), which stay finite where
-        p rounds to 0 or 1.
+        See :func:`l2t_gym.teachers.sampling.keep_log_prob`.
+
+        :param obs_batch: observations (T, M, d).
+        :param actions: 0/1 keep decisions (T, M).
+        :return: a (T,) tensor, differentiable in ``self.policy``.
+        :raises ValueError: if the shapes disagree or ``actions`` holds values other than 0/1.
         """
-        z = self.logits(obs_batch)
-        a = torch.as_tensor(actions).to(dtype=z.dtype)
-        if a.shape != z.shape:
-            raise ValueError(
-                f"actions must have shape {tuple(z.shape)} to match the observations, "
-                f"got {tuple(a.shape)}"
-            )
-        if not bool(((a == 0) | (a == 1)).all()):
-            raise ValueError("actions must be 0/1 keep decisions")
-        log_keep, log_drop = nn.functional.logsigmoid(z), nn.functional.logsigmoid(-z)
-        return (a * log_keep + (1.0 - a) * log_drop).sum(dim=-1)
+        return keep_log_prob(self.logits(obs_batch), actions)
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, task: str | None = None) -> None:
-        """Write the policy to a safetensors file, with the task and the feature layout."""
+        """Write the policy to a safetensors file, with the task and the feature layout.
+
+        :param path: the file to write (conventionally ``*.safetensors``).
+        :param task: the task it was trained on (e.g. ``"digits"``), kept in the file's metadata;
+            None keeps the one the teacher already has.
+        """
         if task is not None:
             self.task = str(task)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}
@@ -185,9 +212,15 @@ class BernoulliTeacher(Teacher):
     ) -> BernoulliTeacher:
         """Read a teacher written by :meth:`save`.
 
-        Raises ValueError when the file is not an l2t-gym teacher (not safetensors, other
-        metadata, missing or misshapen weights) or, given ``expected_feature_names``, when its
-        layout differs from them. ``deterministic`` and ``seed`` are as in the constructor.
+        :param path: the file.
+        :param expected_feature_names: the env's observation columns, to check the file against.
+        :param deterministic: as in the constructor.
+        :param seed: as in the constructor.
+        :return: the teacher, its ``task`` read from the file.
+        :raises FileNotFoundError: if there is no file at ``path``.
+        :raises ValueError: when the file is not an l2t-gym teacher (not safetensors, other
+            metadata, missing or misshapen weights, a newer format version) or, given
+            ``expected_feature_names``, when its layout differs from them.
         """
         path = os.fspath(path)
         if not os.path.isfile(path):

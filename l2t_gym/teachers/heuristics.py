@@ -8,13 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from l2t_gym.teachers.base import Teacher
+from l2t_gym.teachers.sampling import sample_keep
 
 
 class NoTeach(Teacher):
     """Keeps every instance: plain minibatch training, the reference every teacher must beat."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return np.ones(len(self._rows(obs)), dtype=bool)
+        return np.ones(len(self.rows(obs)), dtype=bool)
 
 
 class RandTeach(Teacher):
@@ -24,12 +25,9 @@ class RandTeach(Teacher):
     ratio, and any gain the trained teacher has over RandTeach comes from *which* instances it
     keeps. Draws come from the teacher's own generator (``seed``, or ``reset(seed=...)``).
 
-    Parameters
-    ----------
-    keep_prob:
-        Probability of keeping each instance, in (0, 1].
-    seed:
-        Seeds the teacher's generator.
+    :param keep_prob: probability of keeping each instance, in (0, 1].
+    :param seed: seeds the teacher's generator.
+    :raises ValueError: if ``keep_prob`` is outside (0, 1].
     """
 
     def __init__(self, keep_prob: float, seed: int | None = None) -> None:
@@ -41,7 +39,7 @@ class RandTeach(Teacher):
         self.keep_prob = keep_prob
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.rng.random(len(self._rows(obs))) < self.keep_prob
+        return sample_keep(np.full(len(self.rows(obs)), self.keep_prob), self.rng)
 
 
 class SelfPaced(Teacher):
@@ -86,16 +84,13 @@ class SelfPaced(Teacher):
     (at least one student iteration per M teacher steps) while leaving the SPL rule otherwise
     unchanged; 0 turns the floor off.
 
-    Parameters
-    ----------
-    start, end:
-        Threshold at t = 0 and from t = ``ramp`` on, in units of ln C; 0 < start <= end.
-    ramp:
-        Fraction of T' over which the threshold grows, in (0, 1].
-    min_keep:
-        Instances kept per batch regardless of the threshold (capped at M), >= 0.
-    admit_all:
-        Admit every instance once the ramp is over (default), or hold the threshold at ``end``.
+    :param start: threshold at t = 0, in units of ln C; > 0.
+    :param end: threshold from t = ``ramp`` on, in units of ln C; >= ``start``.
+    :param ramp: fraction of T' over which the threshold grows, in (0, 1].
+    :param min_keep: instances kept per batch regardless of the threshold (capped at M), >= 0.
+    :param admit_all: admit every instance once the ramp is over (default), or hold the
+        threshold at ``end``.
+    :raises ValueError: for values outside those ranges.
     """
 
     def __init__(
@@ -122,8 +117,8 @@ class SelfPaced(Teacher):
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
-        self._loss = self._column("loss")
-        self._progress = self._column("iteration")
+        self._loss = self.column("loss")
+        self._progress = self.column("iteration")
         self.num_classes = sum(n.startswith("label_") for n in self._names())
         if self.num_classes < 2:
             raise ValueError(
@@ -132,7 +127,12 @@ class SelfPaced(Teacher):
             )
 
     def threshold(self, progress: float) -> float:
-        """The loss threshold lambda at training progress ``progress`` (clock / T')."""
+        """The loss threshold lambda at training progress t.
+
+        :param progress: t = clock / T', the ``iteration`` feature.
+        :return: lambda, in nats (inf once every instance is admitted).
+        :raises RuntimeError: before :meth:`reset` (which tells the teacher C).
+        """
         if self.num_classes is None:
             self._names()  # raises: reset has not told us C yet
         assert self.num_classes is not None
@@ -142,7 +142,7 @@ class SelfPaced(Teacher):
         return math.log(self.num_classes) * self.start * (self.end / self.start) ** frac
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        x = self._rows(obs)
+        x = self.rows(obs)
         loss = x[:, self._loss]
         keep = loss < self.threshold(float(x[:, self._progress].max()))
         k = min(self.min_keep, len(loss))
@@ -159,10 +159,9 @@ class LossRank(Teacher):
     draw instances with probabilities that decay exponentially with loss rank; this is the
     deterministic top-fraction form of that rule.
 
-    Parameters
-    ----------
-    keep_ratio:
-        Fraction of each batch kept, in (0, 1]; at least one instance is always kept.
+    :param keep_ratio: fraction of each batch kept, in (0, 1]; at least one instance is always
+        kept.
+    :raises ValueError: if ``keep_ratio`` is outside (0, 1].
     """
 
     def __init__(self, keep_ratio: float = 0.5) -> None:
@@ -174,10 +173,10 @@ class LossRank(Teacher):
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
-        self._loss = self._column("loss")
+        self._loss = self.column("loss")
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        loss = self._rows(obs)[:, self._loss]
+        loss = self.rows(obs)[:, self._loss]
         m = len(loss)
         # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
         k = max(1, math.ceil(round(self.keep_ratio * m, 9)))

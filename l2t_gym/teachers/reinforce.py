@@ -30,25 +30,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
-import numpy as np
 import torch
 
-from l2t_gym.teachers.base import teacher_generator
+from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
+from l2t_gym.teachers.rollout import EpisodeResult
 
 
 @dataclass(frozen=True)
 class ReinforceConfig:
     """Settings of a REINFORCE run.
 
-    episodes: student runs in all (the budget); students_per_update: runs per gradient step;
-    lr: Adam's learning rate; baseline_momentum: b <- m * b + (1 - m) * mean R of the update
-    (b starts at the first update's mean reward); patience / min_delta: stop early once the
-    baseline has not risen by ``min_delta`` for ``patience`` updates (None: never);
-    checkpoint_every: episodes between checkpoints (0: none); seed: the run's seed;
-    baseline: "moving" (the paper) or "seed" (leave-one-out over the runs of the same student,
-    see the module docstring); repeats: runs per student seed within an update (``baseline=
-    "seed"`` needs at least 2; it must divide students_per_update).
+    :param episodes: student runs in all (the budget).
+    :param students_per_update: runs per gradient step.
+    :param lr: Adam's learning rate.
+    :param baseline_momentum: m in b <- m * b + (1 - m) * mean R of the update (b starts at the
+        first update's mean reward), in [0, 1).
+    :param patience: stop early once the baseline has not risen by ``min_delta`` for this many
+        updates (None: never).
+    :param min_delta: the rise in the baseline that counts as progress.
+    :param checkpoint_every: episodes between checkpoints (0: none).
+    :param seed: the run's seed; every env and sampling seed derives from it.
+    :param baseline: "moving" (the paper) or "seed" (leave-one-out over the runs of the same
+        student, see the module docstring).
+    :param repeats: runs per student seed within an update (``baseline="seed"`` needs at least
+        2); it must divide ``students_per_update``.
+    :raises ValueError: for values outside those ranges.
     """
 
     episodes: int = 100
@@ -87,15 +94,22 @@ def reinforce_loss(
 ) -> torch.Tensor:
     """Loss whose gradient is minus the REINFORCE estimate, averaged over the students.
 
-    ``log_probs`` (S,): each student's summed log pi(a_tm | s_tm) over its whole episode;
-    ``rewards`` (S,): their terminal rewards; ``baseline``: one number, or one per student (S,).
+    :param log_probs: (S,) each student's summed log pi(a_tm | s_tm) over its whole episode.
+    :param rewards: (S,) their terminal rewards.
+    :param baseline: one number, or one per student (S,).
+    :return: the scalar loss.
     """
     return -((rewards - baseline) * log_probs).mean()
 
 
 def seed_baseline(rewards: torch.Tensor, env_seeds: list[int], fallback: float) -> torch.Tensor:
-    """Per run, the mean reward of the *other* runs with the same student seed; ``fallback``
-    for a run whose seed has no other run (a short last update)."""
+    """The leave-one-out baseline: per run, the mean reward of the *other* runs of its student.
+
+    :param rewards: (S,) the update's rewards.
+    :param env_seeds: the S runs' student (env) seeds.
+    :param fallback: the baseline of a run whose seed has no other run (a short last update).
+    :return: (S,) one baseline per run.
+    """
     out = torch.full_like(rewards, float(fallback))
     for s in set(env_seeds):
         idx = [i for i, e in enumerate(env_seeds) if e == s]
@@ -106,29 +120,46 @@ def seed_baseline(rewards: torch.Tensor, env_seeds: list[int], fallback: float) 
 
 
 def episode_seed(seed: int, episode: int) -> int:
-    """The sampling seed of episode ``episode`` of a run seeded ``seed`` (and its env seed when
-    every student seed is run once)."""
+    """The sampling (teacher) seed of an episode; also its env seed when ``repeats`` is 1.
+
+    :param seed: the run's seed.
+    :param episode: the episode's index in the run.
+    :return: a seed in [0, 2**31).
+    """
     return (seed * 1_000_003 + episode) % 2**31
 
 
 def env_seed(seed: int, episode: int, repeats: int = 1) -> int:
-    """The student (env) seed of episode ``episode``: runs come in groups of ``repeats``
-    consecutive episodes that share their group's first episode's seed."""
+    """The student (env) seed of an episode: runs come in groups of ``repeats`` consecutive
+    episodes that share their group's first episode's seed.
+
+    :param seed: the run's seed.
+    :param episode: the episode's index in the run.
+    :param repeats: runs per student seed.
+    :return: a seed in [0, 2**31).
+    """
     return episode_seed(seed, episode - episode % repeats)
 
 
 class ReinforceTrainer:
     """Trains a :class:`BernoulliTeacher` by REINFORCE on an env (its teacher fold).
 
-    ``env`` is one env, or a vector env (``gym.make_vec``, the native :class:`L2TVectorEnv`)
-    whose ``num_envs`` equals ``students_per_update``: then the students of an update train
-    side by side, each with the seed and sampling stream it would have had alone, so the run
-    equals the sequential one to float tolerance.
+    The episodes are run by :func:`l2t_gym.teachers.rollout.run_episodes`, which records what the
+    teacher saw and chose; this class owns only the update. In a vector env the students of an
+    update train side by side, each with the seed and sampling stream it would have had alone,
+    so the run equals the sequential one to float tolerance.
 
-    ``callback(record)`` is called after every episode with a dict of what happened (episode,
-    reward, iterations, reached_tau, keep ratio, baseline). Checkpoints hold the policy, the
-    optimiser, the baseline and the history as plain tensors and numbers, read back with
-    ``torch.load(weights_only=True)``.
+    Checkpoints hold the policy, the optimiser, the baseline and the history as plain tensors
+    and numbers, read back with ``torch.load(weights_only=True)``.
+
+    :param env: one env, or a vector env (``gym.make_vec``, the native
+        :class:`~l2t_gym.vector.L2TVectorEnv`) whose ``num_envs`` equals
+        ``students_per_update``.
+    :param teacher: the teacher to train; its ``policy`` is updated in place.
+    :param config: the run's settings.
+    :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks.
+    :raises ValueError: if a vector env's size differs from ``students_per_update``, or
+        ``checkpoint_every`` is set without a ``checkpoint_dir``.
     """
 
     def __init__(
@@ -156,83 +187,65 @@ class ReinforceTrainer:
 
     @property
     def episodes_done(self) -> int:
+        """Episodes run and learnt from so far."""
         return len(self.history)
 
     def run_episode(self, episode: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One student run with the current policy: (its summed log-probability, its record)."""
-        seed = episode_seed(self.config.seed, episode)
-        names = self.env.unwrapped.feature_names
-        self.teacher.reset(names, seed=seed)
-        obs, info = self.env.reset(seed=env_seed(self.config.seed, episode, self.config.repeats))
-        observations, actions = [], []
-        reward, done = 0.0, False
-        while not done:
-            keep = self.teacher.act(obs)
-            observations.append(obs)
-            actions.append(keep)
-            obs, reward, terminated, truncated, info = self.env.step(keep)
-            done = terminated or truncated
+        """One student run with the current policy.
+
+        :param episode: the episode's index in the run; it fixes the env and sampling seeds
+            (:func:`env_seed`, :func:`episode_seed`).
+        :return: the episode's summed log-probability log pi(a | s) over all its steps
+            (differentiable in the policy) and its history record.
+        """
+        log_probs, records = self.run_episodes(episode, 1)
+        return log_probs[0], records[0]
+
+    def run_episodes(self, first: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
+        """Episodes first .. first+n-1, one after the other or side by side in a vector env.
+
+        :param first: the first episode's index.
+        :param n: how many; in a vector env at most ``num_envs`` (the other students idle).
+        :return: per episode, as :meth:`run_episode`.
+        """
+        cfg = self.config
+        episodes = range(first, first + n)
+        results = rollout.run_episodes(
+            self.env,
+            self.teacher,
+            [env_seed(cfg.seed, e, cfg.repeats) for e in episodes],
+            teacher_seeds=[episode_seed(cfg.seed, e) for e in episodes],
+            record=True,
+            curves=False,
+        )
+        pairs = [self._learn_from(e, r) for e, r in zip(episodes, results, strict=True)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def _learn_from(
+        self, episode: int, result: EpisodeResult
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        trajectory = result.trajectory
+        assert trajectory is not None
         # One batched pass over the stored episode: the policy is not changed within it.
-        log_prob = self.teacher.log_prob(np.stack(observations), np.stack(actions)).sum()
-        kept = float(np.mean(actions))
+        log_prob = self.teacher.log_prob(trajectory.observations, trajectory.actions).sum()
         record = {
             "episode": episode,
-            "reward": float(reward),
-            "iterations": int(info["iteration"]),
-            "teacher_steps": int(info["teacher_step"]),
-            "reached_tau": bool(info["reached_tau"]),
-            "keep_ratio": kept,
+            # The return; the paper's reward comes only at the end, so it is the final reward.
+            "reward": result.reward,
+            "iterations": result.iterations,
+            "teacher_steps": result.teacher_steps,
+            "reached_tau": result.reached_tau,
+            "keep_ratio": result.keep_ratio,
         }
         return log_prob, record
 
-    def run_episodes(self, first: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
-        """Episodes first .. first+n-1, one after the other or side by side in a vector env."""
-        if self.num_envs is None:
-            pairs = [self.run_episode(first + k) for k in range(n)]
-            return [p[0] for p in pairs], [p[1] for p in pairs]
-        return self._run_side_by_side(first, n)
-
-    def _run_side_by_side(self, first: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
-        env, teacher = self.env, self.teacher
-        seeds = [episode_seed(self.config.seed, first + k) for k in range(self.num_envs)]
-        teacher.reset(env.feature_names, seed=seeds[0])  # checks the layout
-        rngs = [teacher_generator(s) for s in seeds]  # what teacher.reset(seed=s) would draw
-        reps = self.config.repeats
-        obs, _ = env.reset(
-            seed=[env_seed(self.config.seed, first + k, reps) for k in range(len(seeds))]
-        )
-        running = np.zeros(self.num_envs, dtype=bool)
-        running[:n] = True  # a short last update leaves the other students idle
-        observations = [[] for _ in seeds]
-        actions = [[] for _ in seeds]
-        records: list[dict | None] = [None] * n
-        while running.any():
-            with torch.no_grad():
-                p = torch.sigmoid(teacher.logits(obs)).numpy()
-            keep = np.zeros(p.shape, dtype=bool)
-            for i in np.flatnonzero(running):
-                keep[i] = rngs[i].random(p.shape[1]) < p[i]
-                observations[i].append(obs[i])
-                actions[i].append(keep[i])
-            obs, reward, terminated, truncated, info = env.step(keep)
-            for i in np.flatnonzero(running & (terminated | truncated)):
-                running[i] = False
-                records[i] = {
-                    "episode": int(first + i),
-                    "reward": float(reward[i]),
-                    "iterations": int(info["iteration"][i]),
-                    "teacher_steps": int(info["teacher_step"][i]),
-                    "reached_tau": bool(info["reached_tau"][i]),
-                    "keep_ratio": float(np.mean(actions[i])),
-                }
-        log_probs = [
-            teacher.log_prob(np.stack(observations[i]), np.stack(actions[i])).sum()
-            for i in range(n)
-        ]
-        return log_probs, records
-
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
-        """Run until the episode budget is spent or the reward plateaus; returns the history."""
+        """Run until the episode budget is spent or the reward plateaus.
+
+        :param callback: called after every episode with its record (episode, reward,
+            iterations, teacher_steps, reached_tau, keep_ratio, baseline).
+        :return: the history, one record per episode (also ``self.history``).
+        """
         cfg = self.config
         while self.episodes_done < cfg.episodes and not self.stopped_early:
             n = min(cfg.students_per_update, cfg.episodes - self.episodes_done)
@@ -266,6 +279,7 @@ class ReinforceTrainer:
 
     @property
     def stopped_early(self) -> bool:
+        """Whether the baseline has plateaued for ``patience`` updates."""
         patience = self.config.patience
         return patience is not None and self._stale >= patience
 
@@ -278,6 +292,7 @@ class ReinforceTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as plain tensors and numbers."""
         return {
             "config": asdict(self.config),
             "policy": self.teacher.policy.state_dict(),
@@ -290,6 +305,11 @@ class ReinforceTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`.
+
+        :param state: made by :meth:`state_dict`, for this teacher layout and seed.
+        :raises ValueError: if it was made for another observation layout or run seed.
+        """
         if list(state["feature_names"]) != list(self.teacher.layout):
             raise ValueError("checkpoint was made for a different observation layout")
         if state["config"]["seed"] != self.config.seed:
@@ -303,6 +323,10 @@ class ReinforceTrainer:
         self.history = [dict(r) for r in state["history"]]
 
     def save_checkpoint(self) -> Path:
+        """Write ``checkpoint-<episodes done>.pt`` into ``checkpoint_dir``.
+
+        :return: the file's path.
+        """
         assert self.checkpoint_dir is not None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / f"checkpoint-{self.episodes_done:06d}.pt"
@@ -312,7 +336,12 @@ class ReinforceTrainer:
         return path
 
     def resume(self, path: str | os.PathLike | None = None) -> Path | None:
-        """Load ``path``, or the newest checkpoint in ``checkpoint_dir``; None if there is none."""
+        """Continue from a checkpoint.
+
+        :param path: the checkpoint; None takes the newest one in ``checkpoint_dir``.
+        :return: the file loaded, or None if ``checkpoint_dir`` holds none.
+        :raises ValueError: if the file is unreadable or belongs to another run.
+        """
         if path is None:
             found = (
                 sorted(self.checkpoint_dir.glob("checkpoint-*.pt")) if self.checkpoint_dir else []
