@@ -52,11 +52,11 @@ class LogisticTeacher(Teacher):
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
         # By name, not by position: the same agent works whatever the env's column layout.
-        self.cols = [self._column(name) for name in self.FEATURES]
+        self.cols = [self.column(name) for name in self.FEATURES]
         self.episode = []  # (features, keep, p) per step, for the update after the episode
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        x = self._rows(obs)[:, self.cols]
+        x = self.rows(obs)[:, self.cols]
         p = 1 / (1 + np.exp(-(x @ self.w + self.b)))
         keep = self.rng.random(len(p)) < p
         self.episode.append((x, keep, p))

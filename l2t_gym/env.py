@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from l2t_gym.episode import Episodes, action_space, check_keep_masks, observation_space
-from l2t_gym.settings import Settings
+from l2t_gym.settings import Settings, SettingsAttributes
 from l2t_gym.student import StudentCompiler, StudentRun
 
 
@@ -29,7 +29,7 @@ def autograd_on(method):
     return wrapper
 
 
-class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
+class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
     """
     ## Description
 
@@ -171,16 +171,3 @@ class L2TEnv(gym.Env[np.ndarray, np.ndarray]):
     @property
     def num_features(self) -> int:
         return len(self.feature_names)
-
-    def __getattr__(self, name: str) -> Any:
-        # The settings' values (tau, max_iters, batch_size, fold, device, ...) read as the env's
-        # own attributes, as they always were; guarded so that copying and unpickling, which look
-        # attributes up before __init__ ran, see a plain AttributeError.
-        if name.startswith("__") or name == "settings" or "settings" not in self.__dict__:
-            raise AttributeError(name)
-        try:
-            return getattr(self.settings, name)
-        except AttributeError:
-            raise AttributeError(
-                f"{type(self).__name__!r} object has no attribute {name!r}"
-            ) from None

@@ -277,6 +277,25 @@ class Settings:
             )
 
 
+class SettingsAttributes:
+    """Mixin for the envs: their settings' values (``tau``, ``max_iters``, ``batch_size``,
+    ``eval_every``, ``fold``, ``device``, ...) read as the env's own attributes."""
+
+    settings: Settings
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the object lacks. Guarded so that copying and unpickling, which
+        # look attributes up before __init__ ran, see a plain AttributeError.
+        if name.startswith("__") or name == "settings" or "settings" not in self.__dict__:
+            raise AttributeError(name)
+        try:
+            return getattr(self.settings, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}"
+            ) from None
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
 

@@ -11,11 +11,11 @@ from gymnasium.vector.utils import batch_space
 
 from l2t_gym.env import autograd_on
 from l2t_gym.episode import Episodes, action_space, check_keep_masks, observation_space
-from l2t_gym.settings import Settings
+from l2t_gym.settings import Settings, SettingsAttributes
 from l2t_gym.student import StudentRun
 
 
-class L2TVectorEnv(VectorEnv):
+class L2TVectorEnv(SettingsAttributes, VectorEnv):
     """
     ## Description
 

@@ -192,8 +192,6 @@ def test_subclasses_read_columns_and_rows_through_public_helpers():
         teacher.column("nope")
     with pytest.raises(ValueError, match=r"shape \(M, 25\) with M >= 1"):
         teacher.rows(np.zeros((0, len(NAMES))))
-    # The names they had before they were public still work, for teachers written against them.
-    assert teacher._column("loss") == teacher.column("loss") and teacher._rows(obs) is obs
 
 
 def test_spl_needs_progress_and_labels():

@@ -159,11 +159,6 @@ class Teacher(abc.ABC):
             )
         return x
 
-    # The names these helpers had before they were public; subclasses outside the package
-    # (examples/custom_agent.py among them) may still call them.
-    _column = column
-    _rows = rows
-
     def _names(self) -> tuple[str, ...]:
         if self.feature_names is None:
             raise RuntimeError(
