@@ -166,7 +166,7 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
         """The episode's clock: student iterations + candidate_cost x candidate batches shown."""
         if self._episodes is None:
             raise gym.error.ResetNeeded("the clock starts at reset()")
-        return float(self._episodes.clock(0))
+        return self._episodes.clocks[0]
 
     @property
     def num_features(self) -> int:

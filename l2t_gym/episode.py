@@ -58,6 +58,8 @@ def check_keep_masks(action: Any, shape: tuple[int, ...]) -> np.ndarray:
     :raises TypeError: for None, strings and arrays of other kinds.
     :raises ValueError: for another shape or values other than 0 and 1 (NaN included).
     """
+    if type(action) is np.ndarray and action.dtype == np.bool_ and action.shape == shape:
+        return action  # the usual case, checked before any message is built
     what = "a keep mask" if len(shape) == 1 else "keep masks"
     expected = f"{what} of shape {shape} with values 0/1 (bool, int or float)"
     if action is None or isinstance(action, (str, bytes)):
@@ -90,22 +92,22 @@ class Episodes:
 
     def __init__(self, settings: Settings, run: StudentRun) -> None:
         self.settings, self.run, self.n = settings, run, run.n
-        #: Teacher steps (candidate batches shown) and instances kept so far, per student.
+        #: Teacher steps (candidate batches shown), instances seen and kept so far, and the
+        #: clock (iterations + ``candidate_cost`` x candidate batches shown), per student.
         self.teacher_step = [0] * self.n
+        self.instances_seen = [0] * self.n
         self.kept_instances = [0] * self.n
+        self.clocks = [0.0] * self.n
         self.reached_tau = [False] * self.n
         self.diverged = [False] * self.n
-
-    def clock(self, i: int) -> float:
-        """Student ``i``'s clock: its iterations + ``candidate_cost`` x candidate batches shown."""
-        return self.run.iteration[i] + self.settings.candidate_cost * self.teacher_step[i]
 
     def start(self, i: int, rng: np.random.Generator) -> None:
         """A new episode in slot ``i``: a fresh student, all of it seeded from ``rng``, evaluated
         once on the dev set (and the test set with ``report_test="eval"``)."""
         init_seed, order_seed, augment_seed = (int(s) for s in rng.integers(2**62, size=3))
         self.run.start(i, init_seed, order_seed, augment_seed)
-        self.teacher_step[i] = self.kept_instances[i] = 0
+        self.teacher_step[i] = self.instances_seen[i] = self.kept_instances[i] = 0
+        self.clocks[i] = 0.0
         self.reached_tau[i] = self.diverged[i] = False
         self.run.evaluate("dev", [i])
         if self.settings.report_test == "eval":
@@ -117,11 +119,8 @@ class Episodes:
         for i, bad in enumerate(candidate.diverged):
             if bad:
                 self.diverged[i] = True
-        t_prime, cost = self.settings.max_iters, self.settings.candidate_cost
-        progress = [
-            min((it + cost * st) / t_prime, 1.0)
-            for it, st in zip(self.run.iteration, self.teacher_step, strict=True)
-        ]
+        t_prime = self.settings.max_iters
+        progress = [min(clock / t_prime, 1.0) for clock in self.clocks]
         return observe(candidate, progress, self.run.best_dev_accuracy)
 
     def step(
@@ -132,9 +131,11 @@ class Episodes:
         the reward, terminated and truncated."""
         s, run, n = self.settings, self.run, self.n
         slots = range(n) if students is None else students
-        n_kept = keep.sum(axis=1).tolist()
+        n_kept = keep.sum(axis=1, dtype=np.intp).tolist()
+        m = s.batch_size
         for i in slots:
             self.teacher_step[i] += 1
+            self.instances_seen[i] += m
             self.kept_instances[i] += n_kept[i]
         trained = run.offer(keep, students, n_kept)
         due = [i for i in trained if run.iteration[i] % s.eval_every == 0]
@@ -147,7 +148,7 @@ class Episodes:
         rewards, terminated, truncated = [0.0] * n, [False] * n, [False] * n
         iteration, cost = run.iteration, s.candidate_cost
         for i in slots:
-            clock = iteration[i] + cost * self.teacher_step[i]
+            self.clocks[i] = clock = iteration[i] + cost * self.teacher_step[i]
             if i in reached:
                 self.reached_tau[i] = terminated[i] = True
                 rewards[i] = paper_reward(clock, s.max_iters)
@@ -165,15 +166,12 @@ class Episodes:
     def info(self, i: int | None = None) -> dict[str, Any]:
         """The step info: of student ``i`` as Python numbers, or of all as arrays (N,)."""
         run, s = self.run, self.settings
-        steps = self.teacher_step
         columns: dict[str, list] = {
             "iteration": run.iteration,
-            "teacher_step": steps,
-            "clock": [
-                it + s.candidate_cost * st for it, st in zip(run.iteration, steps, strict=True)
-            ],
+            "teacher_step": self.teacher_step,
+            "clock": self.clocks,
             "effective_instances": run.effective_instances,
-            "instances_seen": [st * s.batch_size for st in steps],
+            "instances_seen": self.instances_seen,
             "kept_instances": self.kept_instances,
             "pool_size": run.pool_size,
             "dev_accuracy": run.dev_accuracy,

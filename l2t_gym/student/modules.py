@@ -84,6 +84,7 @@ class ModuleStudents:
         self.modules = models
         self.batchnorm = BatchNormStats.of_modules(models)
         self.optimizers = [settings.build_optimizer(m.parameters()) for m in models]
+        self._parameters = [list(m.parameters()) for m in models]
         # Setting the flag directly is what model.train()/eval() do, minus a recursive walk that
         # costs as much as a small student's dev evaluation.
         self._module_dicts = [module.__dict__ for model in models for module in model.modules()]
@@ -120,10 +121,12 @@ class ModuleStudents:
             # In float32 whatever the forward's precision: bf16 logits would round the loss, and
             # the loss sum that becomes a feature.
             loss = F.cross_entropy(logits[i].float(), y[i])
-            optimizer = self.optimizers[i]
-            optimizer.zero_grad(set_to_none=True)
+            # What optimizer.zero_grad(set_to_none=True) does for the parameters this loss
+            # reaches, without its profiler and hook machinery (~5 us a step).
+            for p in self._parameters[i]:
+                p.grad = None
             loss.backward()
-            optimizer.step()
+            self.optimizers[i].step()
             losses.append(loss.detach())
         return losses[0].view(1) if self.n == 1 else torch.stack(losses)
 

@@ -116,12 +116,16 @@ class StudentRun:
         # Laid out once here: the dev set is read at every evaluation.
         self._dev_x, self._dev_y = self.students.layout(data.x_train[dev]), data.y_train[dev]
         self._augment, self._stacked = settings.augment, stacked
+        self._on_cpu = self.device.type == "cpu"
         self._order: list[np.random.Generator | None] = [None] * n
         self._augment_generators: list[torch.Generator | None] = [None] * n
         self._queues = [np.empty(0, np.int64)] * n
         self._positions = [0] * n
         self._pools = [np.empty(0, np.int64)] * n
         self._everyone = np.ones(n, dtype=bool)
+        self._no_one = (False,) * n
+        # The average loss before the first update: that of a uniform guess.
+        self._uniform_loss = math.log(data.num_classes)
         self._pending: _Pending | None = None
         #: (N,) float32 on the device: the sum of each student's training losses so far.
         self.loss_sum = torch.zeros(n, device=self.device)
@@ -169,23 +173,18 @@ class StudentRun:
             trained on next (pass False when no step will follow).
         :return: the candidates, with logits and average losses, in one device-to-host transfer.
         """
-        idx = (
-            self._next_indices(0)[None]
-            if self.n == 1
-            else np.stack([self._next_indices(i) for i in range(self.n)])
-        )
-        x, y = self._gather(idx, self._everyone)
+        rows = [self._next_indices(i) for i in range(self.n)]
+        idx = rows[0][None] if self.n == 1 else np.stack(rows)
+        x, y = self._gather(rows, self._everyone)
         # A graph is only worth keeping when a whole batch could be trained on as it is.
-        keep_graph = keep_graph and (
-            self.settings.mode == "mask" or not any(len(p) for p in self._pools)
-        )
+        keep_graph = keep_graph and (self.settings.mode == "mask" or not any(map(len, self._pools)))
         logits, after = self.look(x, keep_graph)
         self._pending = _Pending(idx, x, y, logits if keep_graph else None, after)
         host_logits, loss_sums = self._to_host(logits)
-        uniform = math.log(self.data.num_classes)  # the loss of a uniform guess
+        uniform = self._uniform_loss
         avg = [t / i if i else uniform for t, i in zip(loss_sums, self.iteration, strict=True)]
-        if np.isfinite(host_logits).all() and all(math.isfinite(a) for a in avg):
-            diverged = [False] * self.n  # the usual case, in one pass over the logits
+        if np.isfinite(host_logits).all() and all(map(math.isfinite, avg)):
+            diverged = self._no_one  # the usual case, in one pass over the logits
         else:
             finite = np.isfinite(host_logits).all(axis=(1, 2))
             diverged = [not (math.isfinite(a) and f) for a, f in zip(avg, finite, strict=True)]
@@ -209,6 +208,9 @@ class StudentRun:
         students are put back as they were.
         """
         batchnorm = self.students.batchnorm
+        if not batchnorm.flats:  # no running statistics: nothing to put back
+            with torch.set_grad_enabled(keep_graph):
+                return self.students.forward(x), []
         before = batchnorm.save()
         with torch.set_grad_enabled(keep_graph):
             logits = self.students.forward(x, saved=before)
@@ -320,14 +322,8 @@ class StudentRun:
             engine.batchnorm.restore(pending.bn_after, rows)
             logits, y = pending.graph, pending.y
         else:
-            if self.n == 1:
-                idx = batches[0][None] if batches else pending.idx
-            else:
-                idx = pending.idx.copy()
-                for i, batch in batches.items():
-                    idx[i] = batch
-            fresh = self._mask(list(batches))
-            x, y = self._gather(idx, fresh)
+            rows = [batches.get(i, pending.idx[i]) for i in range(self.n)]
+            x, y = self._gather(rows, self._mask(list(batches)))
             if whole and batches:
                 # The students training on their whole batch see the images the look saw.
                 if self._stacked:
@@ -356,22 +352,22 @@ class StudentRun:
         self._queues[i], self._positions[i] = queue, pos + m
         return queue[pos : pos + m]
 
-    def _gather(self, idx: np.ndarray, augment: np.ndarray) -> tuple[Batch, Batch]:
-        """Inputs and labels of the instances ``idx`` (N, B), each student's in ``augment`` (bool
-        (N,)) drawn from its own augmentation stream: stacked (N, B, ...) tensors for stacked
-        students, lists of N (B, ...) tensors for modules (one student's batch is then used as
-        it is gathered, with no view taken of it)."""
+    def _gather(self, rows: list[np.ndarray], augment: np.ndarray) -> tuple[Batch, Batch]:
+        """Inputs and labels of each student's instances ``rows[i]`` (B,), those of the students
+        in ``augment`` (bool (N,)) drawn from their own augmentation streams: stacked (N, B, ...)
+        tensors for stacked students, lists of N (B, ...) tensors for modules (one student's
+        batch is then used as it is gathered, with no view taken of it)."""
         data, gens = self.data, self._augment_generators
         if not self._stacked:
             xs, ys = [], []
-            for i, rows in enumerate(idx):
-                rows_t = to_device_async(rows, self.device)
-                x = data.x_train[rows_t]
+            for i, r in enumerate(rows):
+                r = torch.from_numpy(r) if self._on_cpu else to_device_async(r, self.device)
+                x = data.x_train[r]
                 xs.append(random_crop_flip(x, gens[i]) if self._augment and augment[i] else x)
-                ys.append(data.y_train[rows_t])
+                ys.append(data.y_train[r])
             return xs, ys
-        idx_t = to_device_async(idx, self.device)
-        x, y = data.x_train[idx_t], data.y_train[idx_t]
+        idx = to_device_async(np.stack(rows), self.device)
+        x, y = data.x_train[idx], data.y_train[idx]
         if self._augment:
             x = torch.stack(
                 [random_crop_flip(x[i], gens[i]) if augment[i] else x[i] for i in range(self.n)]
