@@ -318,8 +318,9 @@ class StudentRun:
         who = self._mask(trained)
         if pending.graph is not None and len(whole) == len(trained):
             # Every student that trains does so on its whole candidate batch: reuse its graph.
-            rows = None if everyone else to_device_async(who, self.device)
-            engine.batchnorm.restore(pending.bn_after, rows)
+            if pending.bn_after:
+                rows = None if everyone else to_device_async(who, self.device)
+                engine.batchnorm.restore(pending.bn_after, rows)
             logits, y = pending.graph, pending.y
         else:
             rows = [batches.get(i, pending.idx[i]) for i in range(self.n)]
