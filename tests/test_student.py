@@ -58,13 +58,7 @@ def momenta(run: StudentRun, i: int) -> dict[str, torch.Tensor]:
     """Student i's SGD momentum by parameter name (zeros before its first step)."""
     students = run.students
     if isinstance(students, StackedStudents):
-        state = students.optimizer.state
-        return {
-            k: state[p]["momentum_buffer"][i].clone()
-            if "momentum_buffer" in state[p]
-            else torch.zeros_like(p[i])
-            for k, p in students.params.items()
-        }
+        return {k: b[i].clone() for k, b in students.momentum.items()}
     state = students.optimizers[i].state
     return {
         k: state[p]["momentum_buffer"].clone()

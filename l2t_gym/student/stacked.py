@@ -4,10 +4,10 @@ This is how :class:`l2t_gym.vector.L2TVectorEnv` holds its students: every forwa
 ``torch.vmap`` of ``functional_call`` over the students (or, for the package's MLPs, a few
 batched matmuls), so N small students cost little more than one. The one thing that must differ
 from :class:`~l2t_gym.student.modules.ModuleStudents` lives here: a step in which only some
-students train. ``torch.optim.SGD`` updates the stacked parameters (its arithmetic is elementwise,
-so each student's rows get exactly the update they would get alone); the rows of the students
-that did not train are put back afterwards. SGD only: Adam's step count is per tensor, not per
-student.
+students train. torch's functional SGD (``torch.optim.sgd.sgd``) updates the stacked parameters
+(its arithmetic is elementwise, so each student's rows get exactly the update they would get
+alone); the rows of the students that did not train are put back afterwards. SGD only: Adam's
+step count is per tensor, not per student.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
+from torch.optim.sgd import sgd
 
 from l2t_gym.models import MLP
 from l2t_gym.settings import Settings
@@ -45,12 +46,16 @@ class StackedStudents:
         self.params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         self.buffers = buffers
         self.batchnorm = BatchNormStats.of_stacked(self.buffers)
-        self.optimizer = torch.optim.SGD(
-            list(self.params.values()),
-            lr=settings.lr,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
-        )
+        #: SGD's momentum buffers, stacked like the parameters (name -> (N, ...)).
+        self.momentum = {k: torch.zeros_like(v) for k, v in self.params.items()}
+        self._sgd = {
+            "lr": settings.lr,
+            "momentum": settings.momentum,
+            "weight_decay": settings.weight_decay,
+            "dampening": 0.0,
+            "nesterov": False,
+            "maximize": False,
+        }
         # The stateless copy that functional_call runs: its own tensors are never used.
         self._base = copy.deepcopy(models[0]).to("meta")
         self._base_modules = list(self._base.modules())
@@ -63,9 +68,7 @@ class StackedStudents:
         with torch.no_grad():
             for k, v in model.named_parameters():
                 self.params[k][i] = v
-                momentum = self.optimizer.state[self.params[k]].get("momentum_buffer")
-                if momentum is not None:
-                    momentum[i] = 0
+                self.momentum[k][i] = 0
             for k, v in model.named_buffers():
                 self.buffers[k][i] = v
 
@@ -86,32 +89,32 @@ class StackedStudents:
         everyone = bool(who.all())  # the common case (keep-all) needs no masking
         mask = None if everyone else to_device_async(who, self.device)
         total = losses.sum() if mask is None else (losses * mask).sum()
-        for p, g in zip(params, torch.autograd.grad(total, params), strict=True):
-            p.grad = g
-        if mask is None:
-            self.optimizer.step()
-        else:
-            self._step_some(params, mask)
-        for p in params:
-            p.grad = None
+        grads = list(torch.autograd.grad(total, params))
+        momenta = list(self.momentum.values())
+        with torch.no_grad():
+            if mask is None:
+                self._sgd_step(params, grads, momenta)
+            else:
+                self._sgd_step_some(params, grads, momenta, mask)
         return losses.detach() if mask is None else torch.where(mask, losses.detach(), 0.0)
 
-    def _step_some(self, params: list[torch.Tensor], mask: torch.Tensor) -> None:
-        """The optimiser step for the students in ``mask`` only: the others' parameters and
-        momentum are put back, so they are exactly as before."""
-        state = self.optimizer.state
-        before = [p.detach().clone() for p in params]
-        momenta = [state[p].get("momentum_buffer") for p in params]
-        momenta = [None if b is None else b.clone() for b in momenta]
-        self.optimizer.step()
-        with torch.no_grad():
-            for p, old, old_momentum in zip(params, before, momenta, strict=True):
-                rows = mask.view(-1, *([1] * (p.dim() - 1)))
-                p.copy_(torch.where(rows, p, old))
-                momentum = state[p].get("momentum_buffer")
-                if momentum is not None:
-                    kept = torch.zeros_like(momentum) if old_momentum is None else old_momentum
-                    momentum.copy_(torch.where(rows, momentum, kept))
+    def _sgd_step(self, params: list, grads: list, momenta: list) -> None:
+        """torch's own SGD update (``torch.optim.sgd.sgd``, multi-tensor kernels) on the stacked
+        tensors: elementwise, so every student's rows get the update they would get alone."""
+        # Without momentum the buffers are not used (and the update reads the gradients).
+        buffers = momenta if self._sgd["momentum"] else [None] * len(params)
+        sgd(params, grads, buffers, foreach=True, **self._sgd)
+
+    def _sgd_step_some(self, params: list, grads: list, momenta: list, mask: torch.Tensor) -> None:
+        """The SGD step for the students in ``mask`` only: the others' parameters and momentum
+        are put back, so they are exactly as before."""
+        before = [p.clone() for p in params]
+        momenta_before = [b.clone() for b in momenta]
+        self._sgd_step(params, grads, momenta)
+        for p, old, b, old_b in zip(params, before, momenta, momenta_before, strict=True):
+            rows = mask.view(-1, *([1] * (p.dim() - 1)))
+            p.copy_(torch.where(rows, p, old))
+            b.copy_(torch.where(rows, b, old_b))
 
     def count_correct(
         self, x: torch.Tensor, y: torch.Tensor, rows: np.ndarray | None
