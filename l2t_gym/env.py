@@ -40,15 +40,20 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
 
     ## Action Space
 
-    ``MultiBinary(M)``, M = ``batch_size``: 1 keeps the candidate instance, 0 drops it. Bool, int
-    or float arrays of 0/1 are accepted (Stable-Baselines3 sends floats); anything else raises.
+    ``MultiBinary(M)``, M = ``batch_size``: 1 keeps the candidate instance, 0 drops it. Arrays,
+    lists or torch tensors of bools, ints or floats that are all 0 or 1 are accepted
+    (Stable-Baselines3 sends floats); anything else raises a TypeError or ValueError saying what
+    was expected (``l2t_gym.episode.check_keep_masks``), and the env stays usable.
 
     ## Observation Space
 
     ``Box`` of float32, shape (M, d): one row of state features g(s) per candidate instance, in
     the column order of ``feature_names`` (d = 25 for 10 classes): the label one-hot; task extras;
     ``iteration`` (clock / T'), ``avg_train_loss``, ``best_dev_accuracy``; the predicted class
-    probabilities; the instance's ``loss`` (-log p_y) and ``margin`` (p_y - max other p).
+    probabilities; the instance's ``loss`` (-log p_y) and ``margin`` (p_y - max other p). Every
+    column lies in [0, 1] (``margin`` in [-1, 1]) but the two losses, in [0, ``divergence_loss``]
+    (instance losses are clipped there); a diverged student shows a uniform guess. The space's
+    bounds are these ranges: every observation is finite and inside them.
 
     ## Rewards
 
@@ -64,14 +69,19 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
 
     Terminated when a dev evaluation (every ``eval_every`` iterations, from iteration 1 on)
-    reaches ``tau``, when the clock reaches T', or when the student's loss stops being finite
-    (``info["diverged"]``, reward 0). Truncated when the teacher has taken ``max_teacher_steps``
-    steps (a teacher that drops nearly everything), reward 0.
+    reaches ``tau``, when the clock reaches T', or when the student diverges
+    (``info["diverged"]``, reward 0): its logits or its average training loss stop being finite,
+    or that average passes ``divergence_loss`` (a student can explode and stay finite).
+    Truncated when the teacher has taken ``max_teacher_steps`` steps (a teacher that drops nearly
+    everything), reward 0.
 
     ## Arguments
 
     ``task`` ("digits", "mnist", "cifar10", "imdb") picks the dataset and the defaults every other
-    argument falls back to when None (see ``l2t_gym.tasks.TASKS``):
+    argument falls back to when None (see ``l2t_gym.tasks.TASKS``). Every argument is checked
+    for its type and range when the env is built (``l2t_gym.settings.Settings.resolve``): a
+    TypeError or ValueError names it and says what was expected; numbers are never truncated
+    (``batch_size=2.5`` is refused) and flags take only True or False.
 
     * ``tau``, ``max_iters`` (T'), ``batch_size`` (M), ``eval_every``: the episode;
     * ``fold``: "teacher" (teachers learn on this fold) or "student" (fresh students);
@@ -84,6 +94,9 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       ``weight_decay``; ``augment`` (random crop + flip, on the device);
     * ``max_teacher_steps``: the truncation cap (default 10 x ``max_iters``);
     * ``candidate_cost``: clock units charged per candidate batch shown (default 0, the paper);
+    * ``divergence_loss``: the average training loss past which the student counts as diverged
+      (default 100 ln C, ``l2t_gym.settings.DIVERGENCE_LOSS``; ``math.inf`` keeps only the
+      non-finite rule), and the cap of the loss columns;
     * ``device``: "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...;
     * ``data_root``, ``download``: where the dataset lives and whether to fetch it if missing;
       ``data``: your own arrays instead (``l2t_gym.data.RawData.from_arrays``), e.g. MNIST
@@ -103,7 +116,10 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release. Later in v0 (no change for a healthy student): the loss columns are
+      capped at ``divergence_loss`` and a student whose average loss passes it counts as
+      diverged (it used to run on, finite and exploding, to T'); a diverged student's row reads
+      ``avg_train_loss`` = ``divergence_loss`` instead of the largest float32.
     """
 
     metadata = {"render_modes": []}

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from l2t_gym.features import feature_bounds, observe
@@ -36,7 +37,9 @@ def paper_reward(clock: float, max_iters: int) -> float:
 
 def observation_space(settings: Settings) -> spaces.Box:
     """One env's observations: float32 (M, d), the columns of ``settings.feature_names``."""
-    low, high = feature_bounds(settings.num_classes, len(settings.spec.extra_names))
+    low, high = feature_bounds(
+        settings.num_classes, len(settings.spec.extra_names), settings.divergence_loss
+    )
     m = settings.batch_size
     return spaces.Box(
         np.broadcast_to(low, (m, len(low))),
@@ -51,25 +54,37 @@ def action_space(settings: Settings) -> spaces.MultiBinary:
 
 
 def check_keep_masks(action: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``action`` as a bool keep mask of ``shape`` ((M,) for one env, (N, M) for N).
+    """``action`` as a bool keep mask of ``shape`` ((M,) for one env, (N, M) for N): the one
+    action check of both envs.
 
-    Accepts bool, integer or float arrays of 0/1 (Stable-Baselines3 sends floats).
+    Accepts NumPy arrays, (nested) lists and tuples, and torch tensors (on any device, with or
+    without a gradient) of bools, integers or floats that are all 0 or 1 (Stable-Baselines3 sends
+    floats).
 
-    :raises TypeError: for None, strings and arrays of other kinds.
-    :raises ValueError: for another shape or values other than 0 and 1 (NaN included).
+    :raises TypeError: for None, strings and bytes-like objects (``bytes``, ``bytearray``,
+        ``memoryview``: bytes are not keep decisions), masked arrays with masked entries (a
+        masked entry decides nothing) and arrays of other kinds.
+    :raises ValueError: for a ragged sequence, another shape, or values other than 0 and 1
+        (NaN included).
     """
     if type(action) is np.ndarray and action.dtype == np.bool_ and action.shape == shape:
         return action  # the usual case, checked before any message is built
     what = "a keep mask" if len(shape) == 1 else "keep masks"
     expected = f"{what} of shape {shape} with values 0/1 (bool, int or float)"
-    if action is None or isinstance(action, (str, bytes)):
+    if action is None or isinstance(action, (str, bytes, bytearray, memoryview)):
         raise TypeError(f"expected {expected}, got {type(action).__name__}")
+    if isinstance(action, np.ma.MaskedArray):
+        if np.ma.is_masked(action):
+            raise TypeError(f"expected {expected}, got a masked array with masked entries")
+        action = action.data
+    if isinstance(action, torch.Tensor):
+        action = action.detach().cpu().numpy()
     try:
         a = np.asarray(action)
-    except Exception as err:  # noqa: BLE001 - whatever np.asarray rejects is a bad action
+    except ValueError as err:  # NumPy refuses ragged nesting
+        raise ValueError(f"expected {expected}, got a ragged sequence") from err
+    except Exception as err:  # noqa: BLE001 - whatever else np.asarray rejects is a bad action
         raise TypeError(f"expected {expected}, got {type(action).__name__}") from err
-    if a.dtype == np.bool_ and a.shape == shape:
-        return a
     if a.dtype.kind not in "biuf":
         raise TypeError(f"expected {expected}, got an array of dtype {a.dtype}")
     if a.shape != shape:
@@ -121,7 +136,9 @@ class Episodes:
                 self.diverged[i] = True
         t_prime = self.settings.max_iters
         progress = [min(clock / t_prime, 1.0) for clock in self.clocks]
-        return observe(candidate, progress, self.run.best_dev_accuracy)
+        return observe(
+            candidate, progress, self.run.best_dev_accuracy, self.settings.divergence_loss
+        )
 
     def step(
         self, keep: np.ndarray, students: Sequence[int] | None = None

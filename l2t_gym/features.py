@@ -2,13 +2,22 @@
 
 One row per candidate instance, columns in this order:
 
-* data features: the label as a one-hot (C), then task extras (none for images);
+* data features: the label as a one-hot (C), then task extras scaled to [0, 1] (none for
+  images);
 * student-model features: ``iteration`` (the episode clock over T', i/T' under the paper's
   reward; it saturates at 1 on the last step of an episode that ran out of clock),
   ``avg_train_loss`` (mean loss of the minibatches trained on so far; ln C, a uniform guess,
   before the first update) and ``best_dev_accuracy``;
 * combined features: the predicted class probabilities (C), the instance's ``loss`` -log p_y and
   its ``margin`` p_y - max_{y' != y} p_y'.
+
+Scale: every column lies in [0, 1] (``margin`` in [-1, 1]) but the two losses, which lie in
+[0, L]: L is the env's ``divergence_loss`` (by default 100 ln C, about 230 for ten classes), the
+average training loss past which a student counts as diverged, and an instance's ``loss`` is
+clipped there (a healthy student gives no instance a loss near it: that takes p_y < e^-230). A
+diverged student's rows show a uniform guess with ``avg_train_loss`` = L. So every observation is
+finite and inside the observation space's bounds, which normalisers (Gymnasium's
+``NormalizeObservation``, SB3's ``VecNormalize``) rely on.
 
 Built on the host with NumPy from the candidate batch's logits: the logits are the one thing the
 device must hand over anyway, and on M x C values NumPy is several times faster than torch's
@@ -17,6 +26,7 @@ per-op dispatch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -40,14 +50,21 @@ def feature_names(num_classes: int, extra_names: tuple[str, ...] = ()) -> tuple[
     )
 
 
-def feature_bounds(num_classes: int, n_extras: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (low, high) of the observation space. Losses have no natural upper bound;
-    the largest float32 stands for it (an infinite bound would only draw checker warnings)."""
-    c, big = num_classes, float(np.finfo(np.float32).max)
+def feature_bounds(
+    num_classes: int, n_extras: int = 0, loss_cap: float = math.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (low, high) of the observation space (see the module docstring for the scale).
+
+    :param loss_cap: the upper bound of the two loss columns (the env's ``divergence_loss``);
+        where it is infinite the largest float32 stands for it (an infinite bound would only
+        draw checker warnings).
+    """
+    c = num_classes
+    cap = min(float(loss_cap), float(np.finfo(np.float32).max))
     low = np.zeros(2 * c + n_extras + 5, dtype=np.float32)
     low[-1] = -1.0
     high = np.concatenate(
-        [np.ones(c), np.full(n_extras, big), [1.0, big, 1.0], np.ones(c), [big, 1.0]]
+        [np.ones(c), np.ones(n_extras), [1.0, cap, 1.0], np.ones(c), [cap, 1.0]]
     ).astype(np.float32)
     return low, high
 
@@ -59,12 +76,14 @@ def build_features(
     avg_train_loss: float | np.ndarray,
     best_dev_accuracy: float | np.ndarray,
     extras: np.ndarray | None = None,
+    loss_cap: float = math.inf,
 ) -> np.ndarray:
     """Return the float32 (M, d) observation for one candidate batch.
 
     ``logits`` (M, C) are the student's outputs on the batch, ``labels`` (M,) the true classes,
     ``extras`` (M, k) the task's data features, if any. The three model features are scalars,
-    or arrays of shape (M,) when the rows come from several students at once.
+    or arrays of shape (M,) when the rows come from several students at once. Each instance's
+    ``loss`` is clipped at ``loss_cap``.
     """
     m, c = logits.shape
     k = 0 if extras is None else extras.shape[1]
@@ -88,7 +107,10 @@ def build_features(
     total = e.sum(axis=1, keepdims=True)
     probs = out[:, base + 3 : base + 3 + c]
     np.divide(e, total, out=probs)
-    out[:, -2] = np.log(total[:, 0]) - z[rows, labels]
+    losses = out[:, -2]
+    np.subtract(np.log(total[:, 0]), z[rows, labels], out=losses)
+    if loss_cap < math.inf:
+        np.minimum(losses, loss_cap, out=losses)
     p_true = probs[rows, labels]
     others = probs.copy()
     others[rows, labels] = -np.inf
@@ -97,7 +119,10 @@ def build_features(
 
 
 def observe(
-    candidate: Candidate, progress: Sequence[float], best_dev_accuracy: Sequence[float]
+    candidate: Candidate,
+    progress: Sequence[float],
+    best_dev_accuracy: Sequence[float],
+    loss_cap: float = math.inf,
 ) -> np.ndarray:
     """The float32 (N, M, d) observations of N students' candidate batches.
 
@@ -106,8 +131,11 @@ def observe(
         most 1.
     :param best_dev_accuracy: each student's best dev accuracy so far (N values).
 
+    :param loss_cap: the env's ``divergence_loss``: instance losses are clipped there.
+
     A diverged student's features mean nothing, but its observation must still lie in the
-    observation space: it is reported as a uniform guess with the largest float32 loss.
+    observation space on its usual scale: it is reported as a uniform guess whose average
+    training loss is ``loss_cap``.
     """
     logits, avg, labels, extras = (
         candidate.logits,
@@ -118,7 +146,8 @@ def observe(
     if any(candidate.diverged):
         bad = np.asarray(candidate.diverged)
         logits = np.where(bad[:, None, None], 0.0, logits).astype(np.float32)
-        avg = np.where(bad, float(np.finfo(np.float32).max), avg)
+        cap = min(float(loss_cap), float(np.finfo(np.float32).max))
+        avg = np.where(bad, cap, avg)
     n, m, c = logits.shape
     if n == 1:  # one student: its model features are scalars, broadcast in one assignment
         one = build_features(
@@ -128,6 +157,7 @@ def observe(
             float(avg[0]),
             float(best_dev_accuracy[0]),
             None if extras is None else extras[0],
+            loss_cap,
         )
         return one[None]
     # All students' rows in one pass: the model features repeat per row.
@@ -138,4 +168,5 @@ def observe(
         np.repeat(avg, m),
         np.repeat(best_dev_accuracy, m),
         None if extras is None else extras.reshape(n * m, -1),
+        loss_cap,
     ).reshape(n, m, -1)

@@ -10,12 +10,14 @@ freshly seeded student and its optimiser.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,12 +47,14 @@ TASK_DEFAULTS = (
     "augment",
     "dev_fraction",
 )
-#: The other arguments and their defaults (``max_teacher_steps``: None means 10 x max_iters).
+#: The other arguments and their defaults (``max_teacher_steps``: None means 10 x max_iters;
+#: ``divergence_loss``: None means :data:`DIVERGENCE_LOSS` x ln C).
 DEFAULTS: dict[str, Any] = {
     "fold": "teacher",
     "mode": "paper",
     "max_teacher_steps": None,
     "candidate_cost": 0.0,
+    "divergence_loss": None,
     "device": "auto",
     "data_root": None,
     "download": True,
@@ -60,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     "channels_last": False,
     "compile": False,
 }
+#: A student whose average training loss exceeds this many times ln C (the loss of a uniform
+#: guess over C classes) has diverged: no healthy run comes near it (a uniform guess scores 1, a
+#: fresh student about 1 to 3), while an exploding one passes it at its first update.
+DIVERGENCE_LOSS = 100.0
 #: Every keyword argument of an L2T env besides ``task`` (and the single env's ``render_mode``).
 ARGUMENTS: tuple[str, ...] = (*TASK_DEFAULTS, *DEFAULTS)
 
@@ -85,6 +93,7 @@ class Settings:
     augment: bool
     max_teacher_steps: int
     candidate_cost: float
+    divergence_loss: float
     device: torch.device
     data_root: str | Path | None
     download: bool
@@ -116,41 +125,15 @@ class Settings:
                 f"unexpected argument(s) {', '.join(unknown)}; an L2T env takes "
                 f"{', '.join(ARGUMENTS)}"
             )
+        if not isinstance(task, str):
+            raise TypeError(f"task must be a task name (str), got {type(task).__name__}")
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
         spec = TASKS[task]
         values = {**DEFAULTS, **{k: v for k, v in kwargs.items() if v is not None}}
         for name in TASK_DEFAULTS:
             values.setdefault(name, getattr(spec, name))
-        if values["max_teacher_steps"] is None:
-            values["max_teacher_steps"] = 10 * int(values["max_iters"])
-        settings = cls(
-            task=task,
-            spec=spec,
-            tau=float(values["tau"]),
-            max_iters=int(values["max_iters"]),
-            batch_size=int(values["batch_size"]),
-            eval_every=int(values["eval_every"]),
-            fold=values["fold"],
-            mode=values["mode"],
-            student=values["student"],
-            optimizer=values["optimizer"],
-            lr=float(values["lr"]),
-            momentum=float(values["momentum"]),
-            weight_decay=float(values["weight_decay"]),
-            augment=bool(values["augment"]),
-            max_teacher_steps=int(values["max_teacher_steps"]),
-            candidate_cost=float(values["candidate_cost"]),
-            device=resolve_device(values["device"]),
-            data_root=values["data_root"],
-            download=bool(values["download"]),
-            data=values["data"],
-            dev_fraction=float(values["dev_fraction"]),
-            report_test=values["report_test"],
-            precision=values["precision"],
-            channels_last=bool(values["channels_last"]),
-            compile=bool(values["compile"]),
-        )
+        settings = cls(task=task, spec=spec, **_checked(values, spec))
         settings._check()
         return settings
 
@@ -222,47 +205,18 @@ class Settings:
             return cls(params, **kwargs)
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with some fields changed, checked again."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        settings = type(self)(**values)
-        settings._check()
-        return settings
+        """A copy with some arguments changed, every one checked again."""
+        values = {name: getattr(self, name) for name in ARGUMENTS}
+        return type(self).resolve(self.task, **{**values, **changes})
 
     # -- checks -------------------------------------------------------------------------------
     def _check(self) -> None:
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
-        for name in ("max_iters", "batch_size", "eval_every", "max_teacher_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not (math.isfinite(self.candidate_cost) and self.candidate_cost >= 0):
-            raise ValueError(f"candidate_cost must be >= 0, got {self.candidate_cost}")
-        if self.fold not in FOLDS:
-            raise ValueError(f"fold must be one of {FOLDS}, got {self.fold!r}")
-        if self.mode not in ("paper", "mask"):
-            raise ValueError(f"mode must be 'paper' or 'mask', got {self.mode!r}")
-        if not 0.0 < self.dev_fraction < 1.0:
-            raise ValueError(f"dev_fraction must lie in (0, 1), got {self.dev_fraction}")
-        if not (callable(self.optimizer) or self.optimizer in ("sgd", "adam")):
-            raise ValueError(
-                f"optimizer must be 'sgd', 'adam' or a callable, got {self.optimizer!r}"
-            )
-        if not callable(self.student):
-            check_student_name(self.student)
-        if self.report_test not in (False, True, "end", "eval"):
-            raise ValueError(
-                f"report_test must be False, True, 'end' or 'eval', got {self.report_test!r}"
-            )
-        if self.data is not None and not isinstance(self.data, RawData):
-            raise TypeError(f"data must be an l2t_gym.data.RawData, got {type(self.data).__name__}")
+        """What depends on more than one argument."""
         if self.data is not None and self.data.num_classes != self.spec.num_classes:
             raise ValueError(
-                f"task {self.task!r} has {self.spec.num_classes} classes, data has "
+                f"data: task {self.task!r} has {self.spec.num_classes} classes, data has "
                 f"{self.data.num_classes}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if (
             self.precision == "bf16"
             and self.device.type == "cuda"
@@ -275,6 +229,136 @@ class Settings:
                 f"channels_last needs 4-D image inputs (N, C, H, W); task {self.task!r} has "
                 f"inputs of shape (N, {', '.join(map(str, shape))})"
             )
+
+
+def _checked(values: dict[str, Any], spec: TaskSpec) -> dict[str, Any]:
+    """Every argument checked for its type and range, and converted only where nothing is lost
+    (an integer where a float is wanted): no float becomes an integer, nothing but a bool is a
+    flag. Raises TypeError or ValueError naming the argument and saying what was expected."""
+    max_iters = require_integer("max_iters", values["max_iters"])
+    steps = values["max_teacher_steps"]
+    loss = values["divergence_loss"]
+    return {
+        "tau": _real("tau", values["tau"], 0.0, 1.0, "(0, 1]", low_open=True),
+        "max_iters": max_iters,
+        "batch_size": require_integer("batch_size", values["batch_size"]),
+        "eval_every": require_integer("eval_every", values["eval_every"]),
+        "fold": _choice("fold", values["fold"], FOLDS),
+        "mode": _choice("mode", values["mode"], ("paper", "mask")),
+        "student": _student(values["student"]),
+        "optimizer": _optimizer(values["optimizer"]),
+        "lr": _real("lr", values["lr"], 0.0, math.inf, "> 0", low_open=True),
+        "momentum": _real("momentum", values["momentum"], 0.0, 1.0, "[0, 1)", high_open=True),
+        "weight_decay": _real("weight_decay", values["weight_decay"], 0.0, math.inf, ">= 0"),
+        "augment": _flag("augment", values["augment"]),
+        "max_teacher_steps": 10 * max_iters
+        if steps is None
+        else require_integer("max_teacher_steps", steps),
+        "candidate_cost": _real("candidate_cost", values["candidate_cost"], 0.0, math.inf, ">= 0"),
+        "divergence_loss": DIVERGENCE_LOSS * math.log(spec.num_classes)
+        if loss is None
+        else _real("divergence_loss", loss, 0.0, math.inf, "> 0", low_open=True, inf=True),
+        "device": resolve_device(values["device"]),
+        "data_root": _path("data_root", values["data_root"]),
+        "download": _flag("download", values["download"]),
+        "data": _data(values["data"]),
+        "dev_fraction": _real(
+            "dev_fraction",
+            values["dev_fraction"],
+            0.0,
+            1.0,
+            "(0, 1)",
+            low_open=True,
+            high_open=True,
+        ),
+        "report_test": _report_test(values["report_test"]),
+        "precision": _choice("precision", values["precision"], PRECISIONS),
+        "channels_last": _flag("channels_last", values["channels_last"]),
+        "compile": _flag("compile", values["compile"]),
+    }
+
+
+def require_integer(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an integer >= {low}, got {value!r} ({type(value).__name__})"
+        )
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value}")
+    return int(value)
+
+
+def _real(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    expected: str,
+    low_open: bool = False,
+    high_open: bool = False,
+    inf: bool = False,
+) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(
+            f"{name} must be a number {expected}, got {value!r} ({type(value).__name__})"
+        )
+    if isinstance(value, np.complexfloating):
+        raise TypeError(f"{name} must be a real number {expected}, got {value!r}")
+    x = float(value)
+    within = (low < x if low_open else low <= x) and (x < high if high_open else x <= high)
+    if math.isnan(x) or (math.isinf(x) and not inf) or not within:
+        raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
+    return x
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _student(value: Any) -> str | StudentFactory:
+    if callable(value):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"student must be a model name (str) or a callable returning an nn.Module, got "
+            f"{value!r} ({type(value).__name__})"
+        )
+    check_student_name(value)
+    return value
+
+
+def _optimizer(value: Any) -> str | OptimizerFactory:
+    if callable(value) or value in ("sgd", "adam"):
+        return value
+    raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable, got {value!r}")
+
+
+def _path(name: str, value: Any) -> str | Path | None:
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return value
+    raise TypeError(f"{name} must be a path (str or os.PathLike) or None, got {value!r}")
+
+
+def _data(value: Any) -> RawData | None:
+    if value is not None and not isinstance(value, RawData):
+        raise TypeError(f"data must be an l2t_gym.data.RawData, got {type(value).__name__}")
+    return value
+
+
+def _report_test(value: Any) -> ReportTest:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value in ("end", "eval"):
+        return value
+    raise ValueError(f"report_test must be False, True, 'end' or 'eval', got {value!r}")
 
 
 class SettingsAttributes:

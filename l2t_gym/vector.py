@@ -11,7 +11,7 @@ from gymnasium.vector.utils import batch_space
 
 from l2t_gym.env import autograd_on
 from l2t_gym.episode import Episodes, action_space, check_keep_masks, observation_space
-from l2t_gym.settings import Settings, SettingsAttributes
+from l2t_gym.settings import Settings, SettingsAttributes, require_integer
 from l2t_gym.student import StudentRun
 
 
@@ -65,8 +65,7 @@ class L2TVectorEnv(SettingsAttributes, VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int, task: str = "digits", **kwargs: Any) -> None:
-        if int(num_envs) != num_envs or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs}")
+        num_envs = require_integer("num_envs", num_envs)
         self.settings = settings = Settings.resolve(task, **kwargs)
         _check_stackable(settings)
         self.num_envs = n = int(num_envs)

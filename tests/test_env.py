@@ -6,12 +6,15 @@ The MDP itself is tested once over every env in ``test_episode.py``.
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import l2t_gym
 from l2t_gym import TASKS, L2TEnv
+from l2t_gym.data import RawData
 from l2t_gym.student import StudentRun
 
 
@@ -93,3 +96,83 @@ def test_the_run_and_the_clock_are_public_from_the_first_reset_on():
     assert env.clock == 1 + 0.5 * 2
     student = env.run.students.modules[0]
     assert env.run.students.optimizers[0].param_groups[0]["params"] == list(student.parameters())
+
+
+# -- normalisers --------------------------------------------------------------------------------
+def _play(env, episodes: int, seed: int) -> list[np.ndarray]:
+    seen = []
+    for e in range(episodes):
+        obs, _ = env.reset(seed=seed + e)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(np.ones(32, dtype=bool))
+            seen.append(obs)
+            done = terminated or truncated
+    return seen
+
+
+def test_gymnasiums_normaliser_stays_finite_and_useful_after_a_diverged_episode():
+    from gymnasium.wrappers import NormalizeObservation
+
+    diverging = NormalizeObservation(gym.make("L2T-Digits-v0", device="cpu", lr=1e8))
+    _play(diverging, 2, seed=0)  # two diverged episodes feed the running statistics
+    healthy = NormalizeObservation(gym.make("L2T-Digits-v0", device="cpu", max_iters=30))
+    healthy.obs_rms = diverging.obs_rms  # the statistics carry on, as in one long run
+    seen = np.stack(_play(healthy, 2, seed=5))
+    rms = healthy.obs_rms
+    assert np.isfinite(rms.mean).all() and np.isfinite(rms.var).all()
+    column = seen[..., healthy.unwrapped.feature_names.index("avg_train_loss")]
+    # A later healthy episode's average loss still moves in the normalised view (it used to read
+    # -0 for good once a diverged student's 3.4e38 had entered the variance).
+    assert np.isfinite(seen).all() and column.std() > 0.05
+
+
+def test_gymnasiums_vector_normaliser_stays_finite_through_diverging_students():
+    from gymnasium.wrappers.vector import NormalizeObservation
+
+    envs = NormalizeObservation(gym.make_vec("L2T-Digits-v0", num_envs=3, device="cpu", lr=1e8))
+    envs.reset(seed=0)
+    for _ in range(8):  # students diverge and are replaced, again and again
+        obs, *_ = envs.step(np.ones((3, 32), dtype=bool))
+        assert np.isfinite(obs).all()
+    assert np.isfinite(envs.obs_rms.mean).all() and np.isfinite(envs.obs_rms.var).all()
+    assert envs.obs_rms.var.max() < 1e5
+
+
+def test_sb3s_vecnormalize_keeps_sane_statistics_through_diverged_and_healthy_episodes():
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    envs = VecNormalize(
+        DummyVecEnv(
+            [
+                lambda: gym.make("L2T-Digits-v0", device="cpu", lr=1e8),
+                lambda: gym.make("L2T-Digits-v0", device="cpu", max_iters=30),
+            ]
+        ),
+        norm_reward=False,
+    )
+    envs.seed(0)
+    envs.reset()
+    for _ in range(40):
+        obs, *_ = envs.step(np.ones((2, 32), dtype=np.float32))
+        assert np.isfinite(obs).all()
+    assert np.isfinite(envs.obs_rms.mean).all() and envs.obs_rms.var.max() < 1e5
+
+
+# -- datasets are shared ------------------------------------------------------------------------
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_a_dataset_given_to_gym_make_is_shared_by_the_spec_not_copied():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8000, 1, 28, 28)).astype(np.float32)  # 25 MB
+    data = RawData.from_arrays(x, np.arange(8000) % 10, x[:100], np.arange(100) % 10, 10)
+    env = gym.make("L2T-MNIST-v0", data=data, device="cpu")
+    before = _resident_mb()
+    specs = [copy.deepcopy(env.spec) for _ in range(4)]  # what env.spec and print(env) do
+    repr(env)
+    grown = _resident_mb() - before
+    assert all(spec.kwargs["data"] is data for spec in specs) and env.spec.kwargs["data"] is data
+    assert grown < 10, f"{grown:.0f} MB more after copying the spec four times"

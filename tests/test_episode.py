@@ -178,6 +178,21 @@ BAD_ACTIONS = {
     "a string": (lambda shape: "keep", TypeError),
     "strings": (lambda shape: np.full(shape, "a"), TypeError),
     "objects": (lambda shape: np.full(shape, object()), TypeError),
+    # Bytes are not keep decisions, whichever bytes-like type holds them.
+    "bytes": (lambda shape: b"\x01" * int(np.prod(shape)), TypeError),
+    "a bytearray": (lambda shape: bytearray(b"\x01" * int(np.prod(shape))), TypeError),
+    "a memoryview": (lambda shape: memoryview(b"\x01" * int(np.prod(shape))), TypeError),
+    # A masked entry decides nothing; a fully masked array used to read as keep-all.
+    "a fully masked array": (lambda shape: np.ma.masked_all(shape), TypeError),
+    "a partly masked array": (
+        lambda shape: np.ma.array(np.ones(shape), mask=np.arange(np.prod(shape)) % 2 == 0),
+        TypeError,
+    ),
+    "a ragged list": (
+        lambda shape: [[1] * shape[-1]] * (int(np.prod(shape[:-1])) - 1) + [[1] * 3],
+        ValueError,
+    ),
+    "a torch tensor of 2s": (lambda shape: torch.full(shape, 2.0, requires_grad=True), ValueError),
 }
 
 
@@ -193,13 +208,22 @@ def test_a_bad_action_raises_saying_what_was_expected_and_the_env_stays_usable(s
     assert all(info["teacher_step"] == 1 and info["iteration"] == 1 for info in infos)
 
 
-@pytest.mark.parametrize("dtype", [bool, np.int8, np.int64, np.float32, np.float64, "list"])
+@pytest.mark.parametrize(
+    "dtype", [bool, np.int8, np.int64, np.float32, np.float64, "list", "tensor", "masked"]
+)
 def test_keep_masks_of_bool_int_float_or_a_list_are_accepted(shell, dtype):
     driver = Driver(shell)
     driver.reset(seed=0)
     mask = np.arange(M) % 3 != 0
     action = np.broadcast_to(mask, driver.action_shape)
-    action = action.tolist() if dtype == "list" else action.astype(dtype)
+    if dtype == "list":
+        action = action.tolist()
+    elif dtype == "tensor":  # torch's, with a gradient: a policy's output as it comes
+        action = torch.tensor(action, dtype=torch.float32, requires_grad=True)
+    elif dtype == "masked":  # a masked array with nothing masked is its data
+        action = np.ma.array(action, mask=False)
+    else:
+        action = action.astype(dtype)
     *_, info = driver.step_as_is(action)
     kept = info["kept_instances"]
     assert np.all(np.asarray(kept) == mask.sum())
@@ -308,35 +332,82 @@ def _play_on(driver, keeps):
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the candidate's autograd graph kept for reuse cannot be deep-copied "
-    "(RuntimeError: only graph leaves support the deepcopy protocol)",
-)
-def test_a_deep_copy_taken_mid_episode_continues_as_the_original(shell):
-    driver = Driver(shell, tau=1.0, max_iters=50)
-    driver.reset(seed=0)
-    keeps = [np.broadcast_to(np.arange(M) < k, (driver.n, M)) for k in (32, 20, 32, 12, 32)]
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_taken_at_any_step_continues_as_the_original_would(shell, how):
+    # Copied before the first reset, after it, after steps with and without a pending candidate
+    # graph (keep-all reuses it), mid-pool and right after an episode ended: every copy plays the
+    # next steps exactly as the original does.
+    def duplicate(env):
+        return copy.deepcopy(env) if how == "deepcopy" else pickle.loads(pickle.dumps(env))
+
+    driver = Driver(shell, tau=1.0, max_iters=6)
+    rng = np.random.default_rng(5)
+    keeps = [np.broadcast_to(np.arange(M) < k, (driver.n, M)) for k in (32, 20, 32, 12, 32, 32)]
+    keeps += [rng.random((driver.n, M)) < 0.7 for _ in range(8)]
     twin = copy.copy(driver)
-    twin.env = copy.deepcopy(driver.env)
-    for a, b in zip(_play_on(driver, keeps), _play_on(twin, keeps), strict=True):
+    twin.env = duplicate(driver.env)  # before the first reset
+    for d in (driver, twin):
+        d.reset(seed=0)
+    for t, keep in enumerate(keeps):
+        if t % 2 == 0:
+            twin = copy.copy(driver)
+            twin.env = duplicate(driver.env)
+        a, ra, ta, ua, _ = driver.step(keep)
+        b, rb, *_ = twin.step(keep)
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ra, rb)
+        if shell == "single" and (ta[0] or ua[0]):  # the vector env resets itself
+            driver.reset()
+            twin.reset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: unpickled, the single env's kept candidate graph is a leaf, so its next "
-    "keep-all step counts an iteration but leaves the student unchanged; the vector env does "
-    "not pickle at all (StackedStudents holds a vmapped bound method)",
-)
-def test_an_env_pickled_mid_episode_continues_as_the_original(shell):
-    driver = Driver(shell, tau=1.0, max_iters=50)
+def test_a_copied_env_shares_the_dataset_instead_of_copying_it(shell):
+    driver = Driver(shell)
     driver.reset(seed=0)
-    keeps = [np.broadcast_to(np.arange(M) < k, (driver.n, M)) for k in (32, 20, 32, 12, 32)]
-    twin = copy.copy(driver)
-    twin.env = pickle.loads(pickle.dumps(driver.env))
-    for a, b in zip(_play_on(driver, keeps), _play_on(twin, keeps), strict=True):
-        np.testing.assert_array_equal(a, b)
+    twin = copy.deepcopy(driver.env)
+    assert twin.unwrapped.run.data is driver.env.unwrapped.run.data
+    assert (
+        pickle.loads(pickle.dumps(driver.env)).unwrapped.run.data is driver.env.unwrapped.run.data
+    )
+
+
+# -- divergence --------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs", [{"lr": 1e6}, {"lr": 1e4, "optimizer": "adam"}, {"lr": 1e10}])
+def test_a_student_that_explodes_ends_its_episode_as_diverged_finite_or_not(shell, kwargs):
+    if shell != "single" and "optimizer" in kwargs:
+        pytest.skip("the vector env trains with SGD only")
+    driver = Driver(shell, **kwargs)
+    episodes = first_episodes(driver, keep_all, seed=0)
+    for steps in episodes:
+        last = steps[-1]
+        assert last.terminated and not last.truncated and last.reward == 0.0
+        assert last.info["diverged"] and not last.info["reached_tau"]
+        assert last.info["iteration"] <= 3  # not the whole budget (T' = 100)
+        for step in steps:  # finite and inside the space, to the last observation
+            assert np.isfinite(step.obs).all() and driver.single_observation_space.contains(
+                step.obs
+            )
+
+
+def test_divergence_loss_sets_where_a_finite_explosion_counts_as_divergence():
+    # lr 1e4 makes the Digits student's average loss pass 100 ln 10 at once: with the rule set
+    # out of reach only a non-finite loss would end the episode, and this one stays finite.
+    ended = first_episodes(Driver("single", lr=1e4), keep_all, seed=0)[0][-1]
+    assert ended.info["diverged"] and ended.info["iteration"] <= 3
+    kept_on = first_episodes(Driver("single", lr=1e4, divergence_loss=math.inf), keep_all, seed=0)
+    assert kept_on[0][-1].info["iteration"] > 3
+
+
+def test_observations_stay_on_their_scale_through_healthy_and_diverged_episodes(shell):
+    # What a normaliser sees: every column within the space's finite bounds, and the losses at
+    # most divergence_loss, whatever the student does.
+    for kwargs in ({}, {"lr": 1e8}):
+        driver = Driver(shell, max_iters=20, **kwargs)
+        for steps in first_episodes(driver, keep_at_random(0.7, seed=1), seed=2):
+            for step in steps:
+                assert driver.single_observation_space.contains(step.obs), kwargs
+    low, high = driver.single_observation_space.low, driver.single_observation_space.high
+    assert np.isfinite(low).all() and np.isfinite(high).all() and high.max() < 1e3
 
 
 # -- rules only the single env has --------------------------------------------------------------

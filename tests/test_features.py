@@ -41,14 +41,26 @@ def test_the_columns_are_labels_extras_model_features_probabilities_loss_and_mar
 
 def test_the_bounds_give_each_column_its_range():
     names = feature_names(3, ("length",))
-    low, high = feature_bounds(3, 1)
+    low, high = feature_bounds(3, 1, loss_cap=50.0)
     assert low.shape == high.shape == (len(names),) and low.dtype == np.float32
     bounds = dict(zip(names, zip(low.tolist(), high.tolist(), strict=True), strict=True))
-    for name in ("label_0", "label_2", "iteration", "best_dev_accuracy", "prob_0", "prob_2"):
+    for name in ("label_0", "label_2", "length", "iteration", "best_dev_accuracy", "prob_0"):
         assert bounds[name] == (0.0, 1.0), name
-    for name in ("length", "avg_train_loss", "loss"):
-        assert bounds[name] == (0.0, BIG), name
+    for name in ("avg_train_loss", "loss"):
+        assert bounds[name] == (0.0, 50.0), name
     assert bounds["margin"] == (-1.0, 1.0)
+    # No cap (divergence_loss=inf): the largest float32 stands for it, never an infinite bound.
+    low, high = feature_bounds(3, 1)
+    assert np.isfinite(high).all() and high[names.index("loss")] == BIG
+
+
+def test_an_instance_loss_is_clipped_at_the_cap():
+    logits = np.array([[0.0, 300.0], [1.0, 0.0]], dtype=np.float32)  # p_y = e^-300 for row 0
+    out = build_features(logits, np.array([0, 0]), 0.5, 1.0, 0.5, loss_cap=100.0)
+    loss = out[:, feature_names(2).index("loss")]
+    assert loss[0] == 100.0 and loss[1] == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)
+    uncapped = build_features(logits, np.array([0, 0]), 0.5, 1.0, 0.5)
+    assert uncapped[0, feature_names(2).index("loss")] == pytest.approx(300.0)
 
 
 # -- build_features ---------------------------------------------------------------------------
@@ -142,27 +154,27 @@ def test_observing_n_students_equals_observing_each_alone(k):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_a_diverged_students_rows_read_as_a_uniform_guess_with_the_largest_average_loss(n):
+def test_a_diverged_students_rows_read_as_a_uniform_guess_with_the_loss_cap_as_average(n):
     diverged = np.arange(n) == n - 1
     candidate = _candidate(n=n, k=1, diverged=diverged)
     candidate.logits[n - 1, 0] = np.nan
     candidate.logits[n - 1, 1] = np.inf
     candidate.avg_train_loss[n - 1] = np.inf
-    obs = observe(candidate, np.full(n, 0.4), np.full(n, 0.7))
+    obs = observe(candidate, np.full(n, 0.4), np.full(n, 0.7), loss_cap=60.0)
     names = feature_names(4, ("extra",))
-    low, high = feature_bounds(4, 1)
+    low, high = feature_bounds(4, 1, loss_cap=60.0)
     assert np.isfinite(obs).all() and (obs >= low).all() and (obs <= high).all()
     bad = obs[n - 1]
     np.testing.assert_array_equal(bad[:, names.index("prob_0") : names.index("prob_3") + 1], 0.25)
     np.testing.assert_allclose(bad[:, names.index("loss")], math.log(4), rtol=1e-6)
     np.testing.assert_array_equal(bad[:, names.index("margin")], 0.0)
-    assert (bad[:, names.index("avg_train_loss")] == BIG).all()
+    assert (bad[:, names.index("avg_train_loss")] == 60.0).all()
     # Labels, extras and the other model features still say what they say.
     np.testing.assert_array_equal(bad[:, :4], np.eye(4)[candidate.labels[n - 1]])
     np.testing.assert_array_equal(bad[:, 4], candidate.extras[n - 1, :, 0])
     assert (bad[:, names.index("best_dev_accuracy")] == np.float32(0.7)).all()
     for i in range(n - 1):  # the healthy students' rows are untouched
-        alone = observe(_one(candidate, i), np.full(1, 0.4), np.full(1, 0.7))
+        alone = observe(_one(candidate, i), np.full(1, 0.4), np.full(1, 0.7), loss_cap=60.0)
         np.testing.assert_array_equal(obs[i], alone[0])
 
 

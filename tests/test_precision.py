@@ -173,7 +173,8 @@ def test_channels_last_gives_the_default_results(cifar_like, augment):
 
 def test_channels_last_test_accuracy_matches(cifar_like):
     accs = [
-        resnet_env(cifar_like, channels_last=cl, max_iters=3, report_test=True) for cl in (0, 1)
+        resnet_env(cifar_like, channels_last=cl, max_iters=3, report_test=True)
+        for cl in (False, True)
     ]
     finals = []
     for env in accs:

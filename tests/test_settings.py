@@ -4,6 +4,9 @@ the fold, a seeded student, its optimiser)."""
 
 from __future__ import annotations
 
+import math
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,14 @@ from torch import nn
 
 from l2t_gym import TASKS, L2TEnv
 from l2t_gym.data import RawData
-from l2t_gym.settings import ARGUMENTS, DEFAULTS, TASK_DEFAULTS, Settings, resolve_device
+from l2t_gym.settings import (
+    ARGUMENTS,
+    DEFAULTS,
+    DIVERGENCE_LOSS,
+    TASK_DEFAULTS,
+    Settings,
+    resolve_device,
+)
 from l2t_gym.vector import L2TVectorEnv
 
 
@@ -28,9 +38,10 @@ def test_every_default_comes_from_the_task_table_or_the_env_defaults(task):
     for name in TASK_DEFAULTS:
         assert getattr(settings, name) == getattr(spec, name), name
     for name, value in DEFAULTS.items():
-        if name not in ("max_teacher_steps", "device"):
+        if name not in ("max_teacher_steps", "device", "divergence_loss"):
             assert getattr(settings, name) == value, name
     assert settings.max_teacher_steps == 10 * spec.max_iters
+    assert settings.divergence_loss == DIVERGENCE_LOSS * math.log(spec.num_classes)
     assert settings.num_classes == spec.num_classes
     assert len(settings.feature_names) == 2 * spec.num_classes + 5 + len(spec.extra_names)
 
@@ -108,11 +119,76 @@ def test_an_unknown_argument_is_a_type_error_that_names_it_and_lists_the_argumen
         ({"dev_fraction": 1.0}, "dev_fraction"),
         ({"report_test": "always"}, "report_test"),
         ({"precision": "fp16"}, "precision"),
+        ({"lr": float("nan")}, "lr"),
+        ({"lr": -0.1}, "lr"),
+        ({"lr": 0.0}, "lr"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"weight_decay": float("inf")}, "weight_decay"),
+        ({"weight_decay": -1e-4}, "weight_decay"),
+        ({"tau": float("nan")}, "tau"),
+        ({"dev_fraction": float("nan")}, "dev_fraction"),
+        ({"divergence_loss": 0.0}, "divergence_loss"),
+        ({"divergence_loss": float("nan")}, "divergence_loss"),
+        ({"candidate_cost": float("inf")}, "candidate_cost"),
+        ({"report_test": "no"}, "report_test"),
     ],
 )
 def test_a_value_out_of_range_is_a_value_error_that_names_the_argument(kwargs, named):
     with pytest.raises(ValueError, match=named):
         resolve(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        # No float becomes an integer, even a whole one, and no other number does either.
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"batch_size": 32.0}, "batch_size"),
+        ({"batch_size": float("inf")}, "batch_size"),
+        ({"batch_size": float("nan")}, "batch_size"),
+        ({"batch_size": True}, "batch_size"),
+        ({"max_iters": "100"}, "max_iters"),
+        ({"eval_every": 1.5}, "eval_every"),
+        ({"max_teacher_steps": 10.0}, "max_teacher_steps"),
+        # Nothing but True or False is a flag: strings and numbers are not.
+        ({"augment": "False"}, "augment"),
+        ({"download": "no"}, "download"),
+        ({"compile": "False"}, "compile"),
+        ({"channels_last": 1}, "channels_last"),
+        ({"augment": 0}, "augment"),
+        # Numbers are numbers.
+        ({"tau": "abc"}, "tau"),
+        ({"lr": "0.1"}, "lr"),
+        ({"momentum": [0.9]}, "momentum"),
+        ({"candidate_cost": "free"}, "candidate_cost"),
+        ({"divergence_loss": True}, "divergence_loss"),
+        ({"student": 64}, "student"),
+        ({"data_root": 3}, "data_root"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_a_type_error_that_names_the_argument(kwargs, named):
+    with pytest.raises(TypeError, match=named):
+        resolve(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": -0.1}, {"batch_size": 2.5}, {"augment": "False"}])
+def test_both_envs_refuse_bad_arguments_when_built_not_at_reset(kwargs):
+    for make in (
+        lambda: L2TEnv("digits", device="cpu", **kwargs),
+        lambda: L2TVectorEnv(4, "digits", device="cpu", **kwargs),
+        lambda: gym.make_vec("L2T-Digits-v0", num_envs=4, device="cpu", **kwargs),
+        lambda: gym.make("L2T-Digits-v0", device="cpu", **kwargs),
+    ):
+        with pytest.raises((TypeError, ValueError), match=next(iter(kwargs))):
+            make()
+
+
+def test_numpy_numbers_and_whole_python_numbers_are_accepted_where_they_lose_nothing():
+    s = resolve(batch_size=np.int64(16), lr=1, tau=np.float32(0.5), augment=np.bool_(True))
+    assert (s.batch_size, s.lr, s.augment) == (16, 1.0, True)
+    assert type(s.batch_size) is int and type(s.lr) is float and type(s.augment) is bool
+    assert s.tau == pytest.approx(0.5)
 
 
 def test_an_unknown_task_is_a_value_error_listing_the_tasks():

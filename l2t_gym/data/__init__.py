@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +78,21 @@ class DeviceData:
     #: Token ids the inputs may hold (padding included): the student's embedding size. The
     #: loader's vocabulary, or for integer arrays passed in without one, their largest id + 1.
     vocab_size: int | None = None
+    #: The :func:`load_dataset` arguments that made it: how a copy in another process finds it.
+    origin: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    def __deepcopy__(self, memo: dict) -> DeviceData:
+        # Read-only and shared by every env of the process: a copied env shares it too.
+        return self
+
+    def __reduce__(self):
+        # Pickled as the way to load it: a process that unpickles an env loads (or finds in its
+        # own cache) the dataset once, instead of carrying a copy per env.
+        return load_dataset, self.origin
 
 
 _CACHE: dict[tuple[str, str, str], DeviceData] = {}
@@ -96,26 +107,30 @@ def load_dataset(
     name: str,
     root: str | Path | None,
     download: bool,
-    device: torch.device,
+    device: torch.device | str,
     arrays: RawData | None = None,
 ) -> DeviceData:
     """Return dataset ``name`` (or the given ``arrays``) on ``device``, loading it on the first
     call in this process; later calls, from any env, share the same tensors."""
+    device = torch.device(device)
     with _LOCK:
         if arrays is not None:
             per_device = _ARRAY_CACHE.setdefault(arrays, {})
             if str(device) not in per_device:
-                per_device[str(device)] = _to_device(arrays, device)
+                origin = (name, None, False, str(device), arrays)
+                per_device[str(device)] = _to_device(arrays, device, origin)
             return per_device[str(device)]
         root_path = Path(root).expanduser() if root is not None else default_root()
         key = (name, str(root_path.resolve()) if name != "digits" else "", str(device))
         if key not in _CACHE:
-            _CACHE[key] = _to_device(load_raw(name, root_path, download), device)
+            origin = (name, str(root_path), download, str(device))
+            _CACHE[key] = _to_device(load_raw(name, root_path, download), device, origin)
         return _CACHE[key]
 
 
-def _to_device(raw: RawData, device: torch.device) -> DeviceData:
+def _to_device(raw: RawData, device: torch.device, origin: tuple) -> DeviceData:
     return DeviceData(
+        origin=origin,
         x_train=raw.x_train.to(device).contiguous(),
         y_train=raw.y_train.to(device),
         x_test=raw.x_test.to(device).contiguous(),

@@ -17,6 +17,8 @@ class RawData:
 
     Build one from your own arrays with :meth:`from_arrays` and pass it to ``L2TEnv(data=...)``
     to run a task on data that needs no loader (compared by identity, so it can key a cache).
+    It is treated as read-only: copying an env, or Gymnasium's copy of ``gym.make``'s keyword
+    arguments in ``env.spec``, shares it instead of copying it.
     """
 
     x_train: torch.Tensor
@@ -30,6 +32,9 @@ class RawData:
     extra_names: tuple[str, ...] = ()
     #: Number of token ids (padding and unknown included) for text inputs; None for images.
     vocab_size: int | None = None
+
+    def __deepcopy__(self, memo: dict) -> RawData:
+        return self
 
     @classmethod
     def from_arrays(

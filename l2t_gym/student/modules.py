@@ -93,6 +93,23 @@ class ModuleStudents:
         for model in models:
             model.train()
 
+    def __getstate__(self) -> dict:
+        # Compiled forwards do not copy; the copy compiles its own (if compiling works here).
+        state = self.__dict__.copy()
+        state["_compiled"] = [None] * self.n
+        state.pop("_module_dicts")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        # The modules' own attribute dicts: a copied list would hold copies of them, and
+        # switching those would not switch the modules.
+        self._module_dicts = [
+            module.__dict__ for model in self.modules for module in model.modules()
+        ]
+        compiler = self._compiler
+        self._compiled = [compiler.compile(m) if compiler else None for m in self.modules]
+
     def load(self, i: int, model: nn.Module) -> None:
         with torch.no_grad():
             # Into the slot's own tensors: the BatchNorm buffers are views into the shared block,

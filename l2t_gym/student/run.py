@@ -40,7 +40,8 @@ class Candidate:
     :ivar logits: (N, M, C) float32, each student's outputs on its batch (training mode).
     :ivar avg_train_loss: (N,) float64, mean loss of the minibatches trained on so far (ln C,
         a uniform guess, before the first).
-    :ivar diverged: (N,) bool, the student's loss or logits are no longer finite.
+    :ivar diverged: (N,) bool, the student's logits or average loss are no longer finite, or the
+        average loss has passed the settings' ``divergence_loss``.
     """
 
     # A plain class with slots: one is made per teacher step, and a frozen dataclass costs
@@ -145,6 +146,16 @@ class StudentRun:
         self.test_accuracy = [math.nan] * n
         self.test_seconds = [0.0] * n
 
+    def __getstate__(self) -> dict:
+        # A pending candidate's autograd graph cannot be copied or pickled. A copy trains on the
+        # same images with a fresh forward pass instead, which on a CPU gives the same logits,
+        # the same BatchNorm update and the same gradients: it continues exactly as the original.
+        state = self.__dict__.copy()
+        pending = state["_pending"]
+        if pending is not None and pending.graph is not None:
+            state["_pending"] = _Pending(pending.idx, pending.x, pending.y, None, None)
+        return state
+
     # -- a student's start --------------------------------------------------------------------
     def start(self, i: int, init_seed: int, order_seed: int, augment_seed: int) -> None:
         """A freshly initialised student in slot ``i``, with its own data order and augmentation
@@ -183,11 +194,16 @@ class StudentRun:
         host_logits, loss_sums = self._to_host(logits)
         uniform = self._uniform_loss
         avg = [t / i if i else uniform for t, i in zip(loss_sums, self.iteration, strict=True)]
-        if np.isfinite(host_logits).all() and all(map(math.isfinite, avg)):
+        # Diverged: the logits are not finite, or the average loss is not, or it has passed the
+        # settings' divergence_loss (a student can explode and stay finite).
+        cap = self.settings.divergence_loss
+        if np.isfinite(host_logits).all() and all(math.isfinite(a) and a <= cap for a in avg):
             diverged = self._no_one  # the usual case, in one pass over the logits
         else:
             finite = np.isfinite(host_logits).all(axis=(1, 2))
-            diverged = [not (math.isfinite(a) and f) for a, f in zip(avg, finite, strict=True)]
+            diverged = [
+                not (math.isfinite(a) and a <= cap and f) for a, f in zip(avg, finite, strict=True)
+            ]
         data = self.data
         self.candidate = Candidate(
             indices=idx,

@@ -61,8 +61,22 @@ class StackedStudents:
         self._base_modules = list(self._base.modules())
         # The package's MLP students have a direct batched forward (same arithmetic, no vmap).
         self._mlp = models[0] if type(models[0]) is MLP else None
+        self._vectorise()
+
+    def _vectorise(self) -> None:
+        # Built once: students (params, buffers) batched, inputs batched or shared (dev sets).
         self._vmapped = torch.vmap(self._one)
         self._vmapped_shared_x = torch.vmap(self._one, in_dims=(0, 0, None))
+
+    def __getstate__(self) -> dict:
+        # vmap's wrappers hold a bound method and do not pickle: rebuilt on arrival.
+        state = self.__dict__.copy()
+        del state["_vmapped"], state["_vmapped_shared_x"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._vectorise()
 
     def load(self, i: int, model: nn.Module) -> None:
         with torch.no_grad():
