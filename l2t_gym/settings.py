@@ -23,7 +23,7 @@ from torch import nn
 
 from l2t_gym.data import FOLDS, DeviceData, Fold, RawData, load_dataset, make_folds
 from l2t_gym.features import feature_names
-from l2t_gym.models import build_student, check_student_name
+from l2t_gym.models import build_student, check_student_input, check_student_name
 from l2t_gym.tasks import TASKS, TaskSpec
 
 Mode = Literal["paper", "mask"]
@@ -175,7 +175,10 @@ class Settings:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if callable(self.student):
-                model = self.student()
+                try:
+                    model = self.student()
+                except Exception as err:
+                    raise TypeError(f"student: the student callable failed ({err})") from err
                 if not isinstance(model, nn.Module):
                     raise TypeError(
                         f"student callable must return an nn.Module, got {type(model).__name__}"
@@ -190,7 +193,16 @@ class Settings:
         """The student's optimiser: ``"sgd"`` (with momentum) or ``"adam"``, fused kernels where
         this torch has them, or the ``optimizer`` callable applied to the parameters."""
         if callable(self.optimizer):
-            return self.optimizer(params)
+            try:
+                optimizer = self.optimizer(params)
+            except Exception as err:
+                raise TypeError(f"optimizer: the optimizer callable failed ({err})") from err
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise TypeError(
+                    "optimizer callable must return a torch.optim.Optimizer, got "
+                    f"{type(optimizer).__name__}"
+                )
+            return optimizer
         params = list(params)
         kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer == "sgd":
@@ -224,6 +236,8 @@ class Settings:
         ):
             raise ValueError(f"precision='bf16' asked for, but {self.device} has no bfloat16")
         shape = self.spec.input_shape if self.data is None else self.data.x_train.shape[1:]
+        if isinstance(self.student, str):  # a callable's model is only seen at the first reset
+            check_student_input(self.student, shape)
         if self.channels_last and len(shape) != 3:
             raise ValueError(
                 f"channels_last needs 4-D image inputs (N, C, H, W); task {self.task!r} has "
@@ -336,7 +350,7 @@ def _student(value: Any) -> str | StudentFactory:
 
 
 def _optimizer(value: Any) -> str | OptimizerFactory:
-    if callable(value) or value in ("sgd", "adam"):
+    if callable(value) or (isinstance(value, str) and value in ("sgd", "adam")):
         return value
     raise ValueError(f"optimizer must be 'sgd', 'adam' or a callable, got {value!r}")
 

@@ -51,3 +51,11 @@ def test_gpu_check_runs_on_cpu(tmp_path):
     assert "(d) digits vector env N=2" in out
     for name in ("gpu_overhead.csv", "gpu_vector.csv", "gpu_cifar_curve.csv"):
         assert (tmp_path / name).exists()
+
+
+def test_fuzz_inputs_finds_no_fault(tmp_path):
+    out = run(
+        "benchmarks/fuzz_inputs.py", "--arguments", "60", "--actions", "80", "--out", str(tmp_path)
+    )
+    assert "arguments  refused clearly" in out and "actions    refused clearly" in out
+    assert "ACCEPTED" not in out and "REFUSED" not in out and "\n0 faults" in out

@@ -18,6 +18,7 @@ __all__ = [
     "CifarResNet",
     "LSTMClassifier",
     "build_student",
+    "check_student_input",
     "check_student_name",
 ]
 
@@ -76,16 +77,11 @@ def build_student(
 
     :raises ValueError: for an unknown or malformed name, or an input shape the model cannot take.
     """
-    check_student_name(name)
+    shape = check_student_input(name, input_shape)
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be non-empty and positive, got {input_shape}")
     lstm = _LSTM_NAME.fullmatch(name)
     if lstm is not None:
-        if len(shape) != 1:
-            raise ValueError(f"{name} reads token ids of shape (max_len,), got {input_shape}")
         if vocab_size is None or vocab_size < 2:
             raise ValueError(
                 f"{name} needs vocab_size (token ids, padding included, at least 2), got "
@@ -96,6 +92,21 @@ def build_student(
     hidden = _mlp_widths(name)
     if hidden is not None:
         return MLP(shape, hidden, num_classes, generator=generator)
-    if len(shape) != 3:
-        raise ValueError(f"{name} needs input_shape (C, H, W), got {input_shape}")
     return CifarResNet(RESNET_DEPTHS[name], shape[0], num_classes, generator=generator)
+
+
+def check_student_input(name: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Raise a ValueError unless student ``name`` can read instances of ``input_shape`` (LSTMs
+    token ids (max_len,), ResNets images (C, H, W), MLPs anything); build nothing.
+
+    :return: the shape as a tuple of ints.
+    """
+    check_student_name(name)
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"input_shape must be non-empty and positive, got {input_shape}")
+    if _LSTM_NAME.fullmatch(name) and len(shape) != 1:
+        raise ValueError(f"student {name} reads token ids of shape (max_len,), got {shape}")
+    if name in RESNET_DEPTHS and len(shape) != 3:
+        raise ValueError(f"student {name} needs images of shape (C, H, W), got {shape}")
+    return shape

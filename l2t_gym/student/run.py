@@ -106,6 +106,11 @@ class StudentRun:
         self.device = settings.device
         self.data = data = settings.load_data()
         self.fold = fold = settings.fold_of(data)
+        if settings.batch_size > len(fold.train):
+            raise ValueError(
+                f"batch_size={settings.batch_size} is larger than the {settings.fold} fold's "
+                f"{len(fold.train)} training instances"
+            )
         # The slots' weights are replaced by start(); these only give the architecture.
         models = [settings.build_student(data, seed=0) for _ in range(n)]
         self.students: Students = (
