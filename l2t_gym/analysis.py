@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.stats import spearmanr
 
+from l2t_gym.files import atomic_open, save_figure, write_text
 from l2t_gym.teachers import Teacher
 
 PHASES = ("early", "middle", "late")
@@ -330,7 +331,7 @@ def write_analysis(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = binned(records, n_bins)
-    with (out / "binned.csv").open("w", newline="") as f:
+    with atomic_open(out / "binned.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for row in table:
@@ -338,7 +339,7 @@ def write_analysis(
     _plot_loss_margin(table, out / "loss_margin.png")
     _plot_classes(table, records.num_classes, out / "per_class.png")
     summary = _summary(records, phase_stats(records), header)
-    (out / "summary.md").write_text(summary)
+    write_text(out / "summary.md", summary)
     return summary
 
 
@@ -431,5 +432,5 @@ def _pyplot():
 
 def _save(plt, fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -7,7 +7,9 @@ recipes of :mod:`l2t_gym.experiment`; what they print and write is decided here.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from l2t_gym.experiment import (
     ExperimentConfig,
     TrainedTeacher,
     add_arguments,
+    checkpoint_folder,
     compare_teachers,
     config_from_arguments,
     env_factory,
@@ -31,6 +34,7 @@ from l2t_gym.experiment import (
 )
 from l2t_gym.report import format_table, plot_curves, write_csv
 from l2t_gym.teachers import EpisodeResult, Teacher, make_teacher
+from l2t_gym.teachers.reinforce import checkpoint_files
 
 __all__ = ["main", "parse_key_value"]  # parse_key_value lived here once
 
@@ -59,8 +63,12 @@ _OUT = {"demo": "runs/demo", "train": "runs/train", "evaluate": "runs/evaluate"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``l2t`` command.
 
+    Warnings (a damaged checkpoint skipped on resume, an unchecked old file) are printed as
+    ``l2t COMMAND: warning: ...`` lines on stderr.
+
     :param argv: the arguments (default: ``sys.argv[1:]``).
-    :return: the exit status: 0, or 2 for a usage error or a missing file.
+    :return: the exit status: 0, or 2 for a usage error, a missing or damaged file, or a file
+        that cannot be read or written.
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -69,11 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Small students run several times faster on one thread; the library never sets this.
     torch.set_num_threads(args.threads)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"l2t {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, args.command)
+        try:
+            return args.func(args)
+        except (ValueError, OSError) as err:  # DamagedFileError is a ValueError
+            print(f"l2t {args.command}: error: {err}", file=sys.stderr)
+            return 2
+
+
+def _show_warning(command: str, message: Warning | str, *_: Any, **__: Any) -> None:
+    # A user of the command wants the sentence, not the library's file and line.
+    print(f"l2t {command}: warning: {message}", file=sys.stderr, flush=True)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -124,6 +139,9 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
 
 # -- what the commands print and write ---------------------------------------------------------
 def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
+    folder = checkpoint_folder(cfg)
+    if resume and not checkpoint_files(folder):
+        print(f"--resume: no checkpoint in {folder} yet; starting the run from episode 0")
     bar = tqdm(
         total=cfg.episodes,
         desc=f"training on {cfg.env_id}",

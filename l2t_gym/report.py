@@ -3,8 +3,9 @@
 :func:`write_comparison` writes the paper-style report of a comparison in one call: a markdown
 summary with significance tests, a CSV of every run and checkpoint, and four PNGs. The pieces
 are public for other layouts: :func:`format_table` (plain text), :func:`markdown_summary`,
-:func:`markdown_comparisons`, :func:`write_csv`, :func:`plot_curves`, :func:`plot_cost_box` and
-:func:`plot_keep_ratio`.
+:func:`markdown_comparisons`, :func:`write_csv`, :func:`plot_curves`, :func:`plot_cost_box`,
+:func:`plot_keep_ratio`. Every file is written atomically (see
+:mod:`l2t_gym.files`): an interrupted report leaves each file whole, old or new.
 
 Names: *candidate batches* are teacher steps; *instances seen* are candidate instances
 (candidate batches x M); *effective instances* were kept and trained on.
@@ -29,6 +30,7 @@ from l2t_gym.evaluation import (
     compare_costs,
     summarise,
 )
+from l2t_gym.files import atomic_open, save_figure, write_text
 from l2t_gym.teachers import EpisodeResult
 
 #: Curve x-axes: the :class:`~l2t_gym.teachers.CurvePoint` field, and its axis label.
@@ -152,7 +154,7 @@ def write_csv(
     :param path: the CSV file (its folder is made).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for name, runs in results.items():
@@ -304,7 +306,7 @@ def _pyplot():
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     _pyplot().close(fig)
 
 
@@ -367,7 +369,7 @@ def write_comparison(
         rows = against("noteach", costs[0], heuristics)
         lines += ["Heuristics against NoTeach:", "", markdown_comparisons(rows), ""]
     summary = "\n".join(lines)
-    (out / "summary.md").write_text(summary + "\n")
+    write_text(out / "summary.md", summary + "\n")
     write_csv(results, seeds, out / "runs.csv")
     plot_curves(
         results,

@@ -7,6 +7,7 @@ import json
 
 from script_runner import run
 
+from l2t_gym.features import feature_names
 from l2t_gym.teachers import BernoulliTeacher
 
 CPU = ("--device", "cpu", "--quiet")
@@ -75,13 +76,41 @@ def test_errors_exit_2_with_a_message(tmp_path):
     # student trains.
     cases = [
         (["evaluate", "L2T-Digits-v0", "--teacher", "nonsense"], "unknown teacher 'nonsense'"),
-        (["train", "L2T-Digits-v0", "--resume"], "--resume: no checkpoint in"),
         (["train", "digits", "--env-arg", "tau"], "--env-arg expects KEY=VALUE"),
         (["train", "digits", "--init-keep", "1.5", "--episodes", "1"], "init_keep"),
     ]
     for args, message in cases:
         err = l2t(*args, "--out", str(tmp_path), *CPU, expect=2).stderr
         assert err.startswith(f"l2t {args[0]}: error: ") and message in err, (args, err)
+
+
+def test_a_damaged_teacher_file_exits_2_naming_it(tmp_path):
+    teacher = tmp_path / "teacher.safetensors"
+    BernoulliTeacher(feature_names(10)).save(teacher)
+    data = bytearray(teacher.read_bytes())
+    data[-3] ^= 0x01  # one bit of the last weight
+    teacher.write_bytes(bytes(data))
+    args = ["evaluate", "digits", "--teacher", str(teacher), "--out", str(tmp_path), *CPU]
+    err = l2t(*args, expect=2).stderr
+    assert err.startswith("l2t evaluate: error: ") and str(teacher) in err
+    assert "is damaged or not an l2t-gym teacher file" in err and "Traceback" not in err
+
+
+def test_resume_without_a_checkpoint_starts_and_past_a_damaged_one_warns(tmp_path):
+    base = ["train", "digits", "--out", str(tmp_path), *CPU, "--students-per-update", "2"]
+    base += ["--checkpoint-every", "2", "--env-arg", "max_iters=20"]
+    out = l2t(*base, "--episodes", "4", "--resume").stdout
+    assert f"--resume: no checkpoint in {tmp_path / 'checkpoints'} yet; starting" in out
+    assert "trained 4 episodes" in out
+    (tmp_path / "checkpoints" / "checkpoint-000004.pt").write_bytes(b"")
+    done = l2t(*base, "--episodes", "6", "--resume")
+    assert "checkpoint-000002.pt (2 episodes done)" in done.stdout
+    assert (
+        "l2t train: warning: resumed from checkpoint-000002.pt, the newest intact checkpoint; "
+        "skipped checkpoint-000004.pt (the file is empty)"
+    ) in done.stderr
+    history = json.loads((tmp_path / "training.json").read_text())
+    assert [r["episode"] for r in history] == list(range(6))
 
 
 def _table_head(lines: list[str]) -> str:

@@ -17,6 +17,7 @@ from l2t_gym.experiment import (
     ExperimentConfig,
     add_arguments,
     best_lossrank_ratio,
+    checkpoint_folder,
     compare_teachers,
     config_from_arguments,
     env_kwargs,
@@ -223,14 +224,26 @@ def test_training_can_start_from_a_saved_teacher(tmp_path):
     assert not torch.allclose(fresh.policy[2].bias, saved.policy[2].bias)
 
 
-def test_zero_episodes_give_the_untrained_teacher_and_resume_needs_a_checkpoint(tmp_path):
+def test_zero_episodes_give_the_untrained_teacher(tmp_path):
     cfg = tiny(episodes=0, init_keep=0.4, train_seed=3, out=str(tmp_path))
     trained = train_teacher(cfg)
     assert trained.history == [] and trained.teacher.init_keep == 0.4
     untrained = BernoulliTeacher(feature_names(cfg), init_keep=0.4, seed=3)
     assert torch.equal(trained.teacher.policy[0].weight, untrained.policy[0].weight)
-    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        train_teacher(dataclasses.replace(cfg, episodes=2, checkpoint_every=1), resume=True)
+
+
+def test_resume_without_a_checkpoint_yet_starts_the_run(tmp_path):
+    cfg = tiny(episodes=2, checkpoint_every=1, train_seed=3, out=str(tmp_path / "a"))
+    resumed = train_teacher(cfg, resume=True)
+    assert resumed.resumed_from is None and resumed.resumed_episodes == 0
+    assert checkpoint_folder(cfg) == tmp_path / "a" / "checkpoints"
+    assert (checkpoint_folder(cfg) / "checkpoint-000002.pt").is_file()
+    fresh = train_teacher(dataclasses.replace(cfg, out=str(tmp_path / "b")))
+    assert resumed.history == fresh.history
+    # Resuming once more continues from the checkpoint, even with checkpoints now off.
+    again = train_teacher(dataclasses.replace(cfg, episodes=3, checkpoint_every=0), resume=True)
+    assert again.resumed_from == checkpoint_folder(cfg) / "checkpoint-000002.pt"
+    assert [r["episode"] for r in again.history] == [0, 1, 2]
 
 
 def test_tail_and_save(tmp_path):

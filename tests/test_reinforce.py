@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from file_damage import flipped
 from synthetic_env import SyntheticTeachingEnv
 
+from l2t_gym.files import DamagedFileError, seal
 from l2t_gym.teachers import BernoulliTeacher
 from l2t_gym.teachers.reinforce import (
+    CHECKPOINT_KIND,
     ReinforceConfig,
     ReinforceTrainer,
+    checkpoint_files,
     env_seed,
     episode_seed,
+    read_checkpoint,
     reinforce_loss,
     seed_baseline,
 )
@@ -103,13 +111,159 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     )
     bad = tmp_path / "checkpoint-000001.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable l2t-gym checkpoint"):
-        trainer.resume()
+    with pytest.raises(ValueError, match="damaged or not an l2t-gym checkpoint") as err:
+        trainer.resume(bad)
+    assert str(bad) in str(err.value)
     other = ReinforceTrainer(
         env, BernoulliTeacher(env.feature_names, seed=0), ReinforceConfig(seed=5)
     )
     with pytest.raises(ValueError, match="seed"):
         other.load_state_dict(trainer.state_dict())
+    bigger = BernoulliTeacher(env.feature_names, hidden=13, seed=0)
+    with pytest.raises(ValueError, match="another teacher network"):
+        ReinforceTrainer(env, bigger).load_state_dict(trainer.state_dict())
+
+
+def trained_state(tmp_path) -> dict:
+    run(tmp_path / "src", 6)
+    return read_checkpoint(tmp_path / "src" / "checkpoint-000006.pt")
+
+
+def _edit(state: dict, change) -> dict:
+    state = copy.deepcopy(state)
+    change(state)
+    return state
+
+
+WRONG_STRUCTURES = {
+    "not a dict": lambda s: [s],
+    "missing history": lambda s: {k: v for k, v in s.items() if k != "history"},
+    "history not a list": lambda s: {**s, "history": "abc"},
+    "a reward that is a string": lambda s: _edit(s, lambda t: t["history"][2].update(reward="0.5")),
+    "a record without its episode": lambda s: _edit(s, lambda t: t["history"][0].pop("episode")),
+    "records out of order": lambda s: {**s, "history": s["history"][::-1]},
+    "a record with keys of mixed types": lambda s: {**s, "history": [{1: 2, "a": 3}]},
+    "optimiser parameters that are not indices": lambda s: _edit(
+        s, lambda t: t["optimizer"]["param_groups"][0].update(params=[[0], [1], [2], [3]])
+    ),
+    "a policy of lists": lambda s: {**s, "policy": {k: v.tolist() for k, v in s["policy"].items()}},
+    "an optimiser without state": lambda s: {**s, "optimizer": {"param_groups": []}},
+    "an optimiser state of the wrong shape": lambda s: _edit(
+        s, lambda t: t["optimizer"]["state"][0].update(exp_avg=torch.zeros(2, 2))
+    ),
+    "policy weights of the wrong shape": lambda s: _edit(
+        s, lambda t: t["policy"].update({"0.weight": torch.zeros(3, 3)})
+    ),
+    "a seed that is a string": lambda s: _edit(s, lambda t: t["config"].update(seed="7")),
+    "baseline None after updates": lambda s: {**s, "baseline": None},
+    "stale negative": lambda s: {**s, "stale": -1},
+}
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["bare torch.save", "sealed"])
+@pytest.mark.parametrize("case", list(WRONG_STRUCTURES))
+def test_a_loadable_checkpoint_of_the_wrong_structure_is_refused_clearly(tmp_path, case, sealed):
+    state = WRONG_STRUCTURES[case](trained_state(tmp_path))
+    path = tmp_path / "checkpoint-000006.pt"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    path.write_bytes(seal(CHECKPOINT_KIND, data) if sealed else data)
+    env = SyntheticTeachingEnv()
+    teacher = BernoulliTeacher(env.feature_names, seed=1)
+    trainer = ReinforceTrainer(env, teacher, ReinforceConfig(seed=7), tmp_path)
+    weights = copy.deepcopy(teacher.policy.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a bare torch.save file: "read unchecked"
+        with pytest.raises(ValueError, match="checkpoint") as err:
+            trainer.resume(path)
+    assert not isinstance(err.value, (KeyError, TypeError, RuntimeError))
+    assert str(path) in str(err.value), err.value
+    # Nothing was half-loaded.
+    assert trainer.history == [] and trainer.baseline is None
+    for key, value in teacher.policy.state_dict().items():
+        assert torch.equal(value, weights[key])
+
+
+def test_a_flipped_byte_anywhere_in_a_checkpoint_is_refused(tmp_path):
+    run(tmp_path, 6)
+    path = tmp_path / "checkpoint-000006.pt"
+    good = path.read_bytes()
+    env = SyntheticTeachingEnv()
+    trainer = ReinforceTrainer(
+        env, BernoulliTeacher(env.feature_names, seed=1), ReinforceConfig(seed=7)
+    )
+    for i in range(len(good)):  # the kind line, the digest line and torch.save's zip
+        damaged = pytest.raises(ValueError, match="damaged or not an l2t-gym checkpoint")
+        with flipped(path, i, 0xFF if i % 2 else 0x01), damaged:
+            trainer.resume(path)
+    assert trainer.history == [] and path.read_bytes() == good
+    assert trainer.resume(path) == path and len(trainer.history) == 6
+
+
+def test_resume_falls_back_past_a_zero_byte_newest_checkpoint_with_a_warning(tmp_path):
+    full, teacher_full = run(tmp_path / "a", 30)
+    run(tmp_path / "b", 15, every=6)  # checkpoints at 6 and 12
+    (tmp_path / "b" / "checkpoint-000012.pt").write_bytes(b"")  # a full disk, a crash
+    flipped = bytearray((tmp_path / "b" / "checkpoint-000006.pt").read_bytes())
+    (tmp_path / "b" / "checkpoint-000009.pt").write_bytes(bytes(flipped[:-1] + b"?"))
+    with pytest.warns(UserWarning, match="checkpoint-000006.pt") as caught:
+        resumed, teacher_resumed = run(tmp_path / "b", 30, resume=True)
+    message = str(caught[0].message)
+    assert "checkpoint-000012.pt (the file is empty)" in message
+    assert "checkpoint-000009.pt (its contents do not match" in message
+    # Resumed from episode 6, it still ends with the uninterrupted run's teacher.
+    assert resumed == full
+    for a, b in zip(
+        teacher_full.policy.parameters(), teacher_resumed.policy.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_resume_with_every_checkpoint_damaged_names_them_and_changes_nothing(tmp_path):
+    (tmp_path / "checkpoint-000003.pt").write_bytes(b"")
+    (tmp_path / "checkpoint-000006.pt").write_bytes(b"l2t-gym checkpoint 2\nsha256:00\n")
+    env = SyntheticTeachingEnv()
+    trainer = ReinforceTrainer(
+        env, BernoulliTeacher(env.feature_names, seed=1), ReinforceConfig(), tmp_path
+    )
+    with pytest.raises(DamagedFileError, match="no intact checkpoint") as err:
+        trainer.resume()
+    assert "checkpoint-000003.pt" in str(err.value) and "checkpoint-000006.pt" in str(err.value)
+    assert trainer.history == []
+
+
+def test_resume_with_no_checkpoint_yet_returns_none_and_the_run_starts(tmp_path):
+    fresh, _ = run(tmp_path / "a", 6)
+    env = SyntheticTeachingEnv()
+    config = ReinforceConfig(episodes=6, students_per_update=3, lr=0.05, seed=7)
+    trainer = ReinforceTrainer(
+        env, BernoulliTeacher(env.feature_names, seed=1), config, tmp_path / "b"
+    )
+    assert trainer.resume() is None
+    assert trainer.train() == fresh
+
+
+def test_a_checkpoint_from_before_checksums_still_resumes_with_a_warning(tmp_path):
+    full, _ = run(tmp_path / "a", 12)
+    run(tmp_path / "b", 6)
+    path = tmp_path / "b" / "checkpoint-000006.pt"
+    legacy = io.BytesIO()
+    torch.save(read_checkpoint(path), legacy)  # what l2t-gym wrote before the seal
+    path.write_bytes(legacy.getvalue())
+    with pytest.warns(UserWarning, match="before checkpoints carried a checksum"):
+        resumed, _ = run(tmp_path / "b", 12, resume=True)
+    assert resumed == full
+
+
+def test_checkpoints_sort_by_episodes_not_by_name(tmp_path):
+    for name in ["checkpoint-999999.pt", "checkpoint-1000000.pt", "checkpoint-x.pt", "other.pt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in checkpoint_files(tmp_path)] == [
+        "checkpoint-1000000.pt",
+        "checkpoint-999999.pt",
+    ]
+    assert checkpoint_files(tmp_path / "absent") == []
 
 
 def test_plateau_stops_early():

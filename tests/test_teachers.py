@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from file_damage import flipped
 from safetensors import safe_open
 from safetensors.torch import save_file
 from synthetic_env import SyntheticTeachingEnv
 
 import l2t_gym
 from l2t_gym.features import build_features, feature_names
+from l2t_gym.files import DamagedFileError
 from l2t_gym.teachers import (
     BernoulliTeacher,
     LossRank,
@@ -26,6 +29,7 @@ from l2t_gym.teachers import (
     make_teacher,
     run_episode,
 )
+from l2t_gym.teachers.bernoulli import file_digest
 
 NAMES = feature_names(10)
 LN10 = math.log(10)
@@ -444,26 +448,92 @@ def test_bernoulli_refuses_other_layouts(tmp_path):
 def test_corrupt_or_foreign_teacher_files_are_clear_errors(tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(np.random.default_rng(0).bytes(300))
-    with pytest.raises(ValueError, match="not an l2t-gym teacher"):
+    with pytest.raises(DamagedFileError, match="not an l2t-gym teacher"):
         BernoulliTeacher.load(garbage)
     foreign = tmp_path / "foreign.safetensors"
     save_file({"x": torch.zeros(3)}, str(foreign))
-    with pytest.raises(ValueError, match="not an l2t-gym teacher"):
+    with pytest.raises(DamagedFileError, match="not an l2t-gym teacher"):
         BernoulliTeacher.load(foreign)
-    good = tmp_path / "good.safetensors"
-    BernoulliTeacher(NAMES).save(good)
-    with safe_open(str(good), framework="pt") as f:
-        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
-    partial = tmp_path / "partial.safetensors"
-    save_file({k: v for k, v in tensors.items() if k != "2.bias"}, str(partial), metadata=meta)
-    with pytest.raises(ValueError, match="not an l2t-gym teacher.*2.bias"):
+    meta, tensors = read_raw(saved_teacher(tmp_path))
+
+    def resealed(name, tensors):
+        # Checksummed as l2t-gym would: only the structure checks can catch these.
+        path = tmp_path / name
+        save_file(tensors, str(path), metadata={**meta, "sha256": file_digest(meta, tensors)})
+        return path
+
+    partial = resealed("partial.safetensors", {k: v for k, v in tensors.items() if k != "2.bias"})
+    with pytest.raises(DamagedFileError, match="not an l2t-gym teacher.*2.bias"):
         BernoulliTeacher.load(partial)
-    misshapen = tmp_path / "misshapen.safetensors"
-    save_file({**tensors, "0.weight": torch.zeros(12, 3)}, str(misshapen), metadata=meta)
-    with pytest.raises(ValueError, match="not an l2t-gym teacher"):
+    misshapen = resealed("misshapen.safetensors", {**tensors, "0.weight": torch.zeros(12, 3)})
+    with pytest.raises(DamagedFileError, match="weights do not fit its metadata"):
         BernoulliTeacher.load(misshapen)
     with pytest.raises(FileNotFoundError):
         BernoulliTeacher.load(tmp_path / "absent.safetensors")
+
+
+def saved_teacher(folder) -> Path:
+    path = folder / "teacher.safetensors"
+    teacher = BernoulliTeacher(NAMES, hidden=5, init_keep=0.8, seed=3)
+    with torch.no_grad():
+        teacher.policy[2].weight.add_(1.0)  # not the initial values: every byte matters
+    teacher.save(path, task="digits")
+    return path
+
+
+def read_raw(path) -> tuple[dict, dict]:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
+
+
+@pytest.mark.parametrize("region", ["header length", "metadata and layout", "weights"])
+def test_a_flipped_byte_anywhere_in_a_teacher_file_is_refused(tmp_path, region):
+    path = saved_teacher(tmp_path)
+    data = path.read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")  # safetensors: u64 length, JSON, data
+    positions = {
+        "header length": range(8),
+        "metadata and layout": range(8, header_end),
+        "weights": range(header_end, len(data)),
+    }[region]
+    for i in positions:
+        for mask in (0x01, 0x80, 0xFF):
+            damaged = pytest.raises(DamagedFileError, match="not an l2t-gym teacher file")
+            with flipped(path, i, mask), damaged as err:
+                BernoulliTeacher.load(path)
+            assert str(path) in str(err.value)
+    assert path.read_bytes() == data and BernoulliTeacher.load(path).task == "digits"
+
+
+def test_an_edited_metadata_value_is_refused(tmp_path):
+    meta, tensors = read_raw(saved_teacher(tmp_path))
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata={**meta, "init_keep": "0.3"})
+    with pytest.raises(DamagedFileError, match="do not match their SHA-256"):
+        BernoulliTeacher.load(edited)
+    # A file that claims to be version 1 is still held to a checksum it carries.
+    save_file(tensors, str(edited), metadata={**meta, "format_version": "1"})
+    with pytest.raises(DamagedFileError, match="do not match their SHA-256"):
+        BernoulliTeacher.load(edited)
+    del meta["sha256"]
+    save_file(tensors, str(edited), metadata=meta)
+    with pytest.raises(DamagedFileError, match="checksum is missing"):
+        BernoulliTeacher.load(edited)
+
+
+def test_a_version_1_teacher_file_loads_unchecked_with_a_warning(tmp_path):
+    meta, tensors = read_raw(saved_teacher(tmp_path))
+    del meta["sha256"]
+    old = tmp_path / "v1.safetensors"
+    save_file(tensors, str(old), metadata={**meta, "format_version": "1"})  # as l2t-gym 0.x did
+    with pytest.warns(UserWarning, match="loaded unchecked.*Save it again"):
+        teacher = BernoulliTeacher.load(old)
+    for key, value in teacher.policy.state_dict().items():
+        assert torch.equal(value, tensors[key])
+    teacher.save(old)  # saving again adds the checksum
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BernoulliTeacher.load(old).task == "digits"
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from l2t_gym.experiment.config import (
 from l2t_gym.experiment.recipes import (
     TrainedTeacher,
     best_lossrank_ratio,
+    checkpoint_folder,
     compare_teachers,
     env_factory,
     env_kwargs,
@@ -46,6 +47,7 @@ __all__ = [
     "TrainedTeacher",
     "add_arguments",
     "best_lossrank_ratio",
+    "checkpoint_folder",
     "compare_teachers",
     "config_from_arguments",
     "env_factory",

@@ -3,7 +3,8 @@
 * envs of a fold: :func:`make_env`, :func:`make_vector_env` (students side by side),
   :func:`env_factory`, :func:`feature_names`;
 * train a teacher: :func:`train_teacher` (REINFORCE on the teacher fold, with checkpoints,
-  resume and a progress callback), :func:`initial_teacher`, :func:`training_printer`;
+  resume and a progress callback), :func:`checkpoint_folder`, :func:`initial_teacher`,
+  :func:`training_printer`;
 * the heuristics: :func:`heuristics_at` a keep ratio, :func:`best_lossrank_ratio` on the teacher
   fold;
 * compare teachers as the paper does: :func:`compare_teachers`, then :func:`write_report`.
@@ -30,6 +31,7 @@ import gymnasium as gym
 
 from l2t_gym.evaluation import evaluate, keep_ratio
 from l2t_gym.experiment.config import ExperimentConfig, split_extra
+from l2t_gym.files import write_text
 from l2t_gym.report import write_comparison
 from l2t_gym.teachers import (
     BernoulliTeacher,
@@ -123,8 +125,8 @@ class TrainedTeacher:
         return reward, statistics.fmean(r["keep_ratio"] for r in last)
 
     def save(self, path: Path, history: Path | None = None) -> None:
-        """Write the teacher (safetensors, with the task) and, given ``history``, the episode
-        records as JSON.
+        """Write the teacher (safetensors, with the task and its checksum) and, given
+        ``history``, the episode records as JSON; each file atomically.
 
         :param path: the teacher's file (its folder is made).
         :param history: the JSON file of the history (None: not written).
@@ -132,7 +134,7 @@ class TrainedTeacher:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.teacher.save(path, task=self.task)
         if history is not None:
-            history.write_text(json.dumps(self.history, indent=1))
+            write_text(history, json.dumps(self.history, indent=1))
 
 
 def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTeacher:
@@ -149,6 +151,12 @@ def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTea
     return BernoulliTeacher(names, init_keep=cfg.init_keep, seed=cfg.train_seed)
 
 
+def checkpoint_folder(cfg: ExperimentConfig) -> Path:
+    """Where :func:`train_teacher` writes checkpoints and looks for them on resume:
+    ``<cfg.out>/checkpoints``."""
+    return Path(cfg.out) / "checkpoints"
+
+
 def train_teacher(
     cfg: ExperimentConfig,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -157,13 +165,17 @@ def train_teacher(
     """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold.
 
     The students of an update run one after the other, or side by side with ``cfg.vector``.
-    With ``cfg.checkpoint_every`` checkpoints go to ``<cfg.out>/checkpoints``. With
+    With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder`. With
     ``cfg.episodes == 0`` the teacher is returned untrained (a control).
 
     :param callback: called after every episode with its record (see :class:`TrainedTeacher`).
-    :param resume: continue from the newest checkpoint in ``<cfg.out>/checkpoints``.
+    :param resume: continue from the newest intact checkpoint in :func:`checkpoint_folder`
+        (damaged newer ones are skipped with a warning); with none there yet the run starts
+        from its first episode and ``resumed_from`` is None.
     :return: the teacher and its training history.
-    :raises FileNotFoundError: when ``resume`` finds no checkpoint.
+    :raises ValueError: when ``resume`` finds checkpoints but every one is damaged
+        (:class:`~l2t_gym.files.DamagedFileError`), or the newest intact one belongs to
+        another run.
     """
     if cfg.vector:
         env = make_vector_env(cfg, "teacher", cfg.students_per_update)
@@ -172,15 +184,10 @@ def train_teacher(
     teacher = initial_teacher(cfg, env.unwrapped.feature_names)
     if cfg.episodes == 0:
         return TrainedTeacher(teacher, [], 0.0, False, cfg.task)
-    checkpoints = Path(cfg.out) / "checkpoints"
-    trainer = ReinforceTrainer(
-        env, teacher, cfg.reinforce_config(), checkpoints if cfg.checkpoint_every else None
-    )
-    found = None
-    if resume:
-        found = trainer.resume()
-        if found is None:
-            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoints}")
+    # The folder is given even without checkpoint_every, so that resume still finds the
+    # checkpoints of an earlier run that wrote them.
+    trainer = ReinforceTrainer(env, teacher, cfg.reinforce_config(), checkpoint_folder(cfg))
+    found = trainer.resume() if resume else None
     resumed = trainer.episodes_done
     start = time.perf_counter()
     history = trainer.train(callback=callback)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import safetensors.torch
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from l2t_gym.files import DamagedFileError, sha256_hex, write_bytes
 from l2t_gym.teachers.base import Teacher
 from l2t_gym.teachers.sampling import KeepSampler, keep_log_prob, keep_probabilities
 
 FILE_FORMAT = "l2t-gym-teacher"
-FILE_VERSION = 1
+#: 2: the metadata holds a SHA-256 of the weights and the other metadata (1 had none).
+FILE_VERSION = 2
+_DIGEST_KEY = "sha256"
 _TENSOR_KEYS = ("0.weight", "0.bias", "2.weight", "2.bias")
 # Features are unbounded above (a diverged student reports the largest float32 loss); clipping
 # keeps the first layer's sums finite, far beyond any value a healthy run produces.
@@ -181,9 +185,11 @@ class BernoulliTeacher(Teacher):
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, task: str | None = None) -> None:
-        """Write the policy to a safetensors file, with the task and the feature layout.
+        """Write the policy to a safetensors file, with the task, the feature layout and a
+        SHA-256 of both (see :func:`file_digest`), atomically (a temporary file renamed over
+        ``path``, so an interrupted save leaves the old file whole).
 
-        :param path: the file to write (conventionally ``*.safetensors``).
+        :param path: the file to write (conventionally ``*.safetensors``); its folder must exist.
         :param task: the task it was trained on (e.g. ``"digits"``), kept in the file's metadata;
             None keeps the one the teacher already has.
         """
@@ -199,7 +205,8 @@ class BernoulliTeacher(Teacher):
         }
         if self.task is not None:
             metadata["task"] = self.task
-        save_file(tensors, os.fspath(path), metadata=metadata)
+        metadata[_DIGEST_KEY] = file_digest(metadata, tensors)
+        write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
 
     @classmethod
     def load(
@@ -210,7 +217,10 @@ class BernoulliTeacher(Teacher):
         deterministic: bool = False,
         seed: int | None = None,
     ) -> BernoulliTeacher:
-        """Read a teacher written by :meth:`save`.
+        """Read a teacher written by :meth:`save`, after checking its SHA-256.
+
+        A version 1 file (l2t-gym before teacher files carried a checksum) still loads, with a
+        warning that its contents are unchecked; saving it again adds the checksum.
 
         :param path: the file.
         :param expected_feature_names: the env's observation columns, to check the file against.
@@ -218,39 +228,58 @@ class BernoulliTeacher(Teacher):
         :param seed: as in the constructor.
         :return: the teacher, its ``task`` read from the file.
         :raises FileNotFoundError: if there is no file at ``path``.
-        :raises ValueError: when the file is not an l2t-gym teacher (not safetensors, other
-            metadata, missing or misshapen weights, a newer format version) or, given
-            ``expected_feature_names``, when its layout differs from them.
+        :raises DamagedFileError: (a ``ValueError``) when the file is damaged or not an l2t-gym
+            teacher: not safetensors, other metadata, a checksum that does not match, missing
+            or misshapen weights.
+        :raises ValueError: for a newer format version or, given ``expected_feature_names``,
+            when the file's layout differs from them.
         """
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no teacher file at {path!r}")
-        not_teacher = f"{path!r} is not an l2t-gym teacher file"
+
+        def damaged(reason: str) -> DamagedFileError:
+            return DamagedFileError(path, reason, "teacher file")
+
         try:
             with safe_open(path, framework="pt") as f:
                 metadata = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-            raise ValueError(f"{not_teacher} (unreadable as safetensors: {err})") from err
+            raise damaged(f"unreadable as safetensors ({err})") from err
         if metadata.get("format") != FILE_FORMAT:
-            raise ValueError(f"{not_teacher} (metadata format {metadata.get('format')!r})")
+            raise damaged(f"metadata format {metadata.get('format')!r}")
+        digest = metadata.get(_DIGEST_KEY)
+        # Checked before anything else is read: a damaged version number or layout must not be
+        # believed. Any file that has a digest is held to it, whatever version it claims.
+        if digest is not None and digest != file_digest(metadata, tensors):
+            raise damaged("its weights or metadata do not match their SHA-256 checksum")
         try:
             version = int(metadata["format_version"])
             names = json.loads(metadata["feature_names"])
             hidden = int(metadata["hidden"])
             init_keep = float(metadata["init_keep"])
         except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{not_teacher} (bad or missing metadata: {err})") from err
+            raise damaged(f"bad or missing metadata: {err}") from err
         if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-            raise ValueError(f"{not_teacher} (feature_names metadata is not a list of names)")
+            raise damaged("feature_names metadata is not a list of names")
         if version > FILE_VERSION:
             raise ValueError(
                 f"{path!r} is a version {version} teacher file; this l2t-gym reads up to "
                 f"version {FILE_VERSION}"
             )
+        if digest is None:
+            if version >= 2:
+                raise damaged("its SHA-256 checksum is missing")
+            warnings.warn(
+                f"{path!r} is a version {version} teacher file, written before teacher files "
+                "carried a checksum: its weights are loaded unchecked. Save it again "
+                "(BernoulliTeacher.load(path).save(path)) to add one.",
+                stacklevel=2,
+            )
         missing = [k for k in _TENSOR_KEYS if k not in tensors]
         if missing:
-            raise ValueError(f"{not_teacher} (missing weights {missing})")
+            raise damaged(f"missing weights {missing}")
         if expected_feature_names is not None:
             expected = [str(n) for n in expected_feature_names]
             if expected != names:
@@ -258,10 +287,29 @@ class BernoulliTeacher(Teacher):
                     f"the teacher in {path!r} was trained on a different observation layout; "
                     f"file: {names}; expected: {expected}"
                 )
-        teacher = cls(names, hidden, init_keep, deterministic=deterministic, seed=seed)
         try:
+            teacher = cls(names, hidden, init_keep, deterministic=deterministic, seed=seed)
             teacher.policy.load_state_dict({k: tensors[k] for k in _TENSOR_KEYS})
-        except RuntimeError as err:
-            raise ValueError(f"{not_teacher} (weights do not fit its metadata: {err})") from err
+        except (RuntimeError, ValueError) as err:
+            raise damaged(f"weights do not fit its metadata: {err}") from err
         teacher.task = metadata.get("task")
         return teacher
+
+
+def file_digest(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 a teacher file keeps in its metadata: over every other metadata entry and
+    every tensor's name, dtype, shape and bytes, in a fixed order, so that any change to the
+    weights or the metadata changes it.
+
+    :param metadata: the file's metadata; its digest entry, if any, is left out.
+    :param tensors: the file's tensors.
+    :return: 64 lowercase hex digits.
+    """
+    rest = {k: v for k, v in metadata.items() if k != _DIGEST_KEY}
+    chunks = [json.dumps(rest, sort_keys=True).encode()]
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        chunks.append(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        # Bytes as stored, whatever the dtype (numpy has no bfloat16).
+        chunks.append(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha256_hex(chunks)

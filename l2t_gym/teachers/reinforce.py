@@ -22,8 +22,12 @@ the run's own actions, so the gradient stays unbiased.
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import os
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,9 +36,16 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
+from l2t_gym.files import DamagedFileError, seal, unseal, write_bytes
 from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 from l2t_gym.teachers.rollout import EpisodeResult
+
+#: The first line of a checkpoint file; 2: sealed with a SHA-256 (1 was a bare torch.save).
+CHECKPOINT_KIND = "l2t-gym checkpoint 2"
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.pt")
+# Every torch.save file is a zip archive: what a checkpoint before checksums starts with.
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,8 @@ class ReinforceTrainer:
     so the run equals the sequential one to float tolerance.
 
     Checkpoints hold the policy, the optimiser, the baseline and the history as plain tensors
-    and numbers, read back with ``torch.load(weights_only=True)``.
+    and numbers, sealed with a SHA-256 and read back with ``torch.load(weights_only=True)``
+    (see :func:`read_checkpoint`).
 
     :param env: one env, or a vector env (``gym.make_vec``, the native
         :class:`~l2t_gym.vector.L2TVectorEnv`) whose ``num_envs`` equals
@@ -305,11 +317,15 @@ class ReinforceTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`.
+        """Continue from a :meth:`state_dict`. Nothing changes unless all of it fits.
 
         :param state: made by :meth:`state_dict`, for this teacher layout and seed.
-        :raises ValueError: if it was made for another observation layout or run seed.
+        :raises ValueError: if it is not a :meth:`state_dict` (see :func:`state_problem`), or
+            was made for another observation layout, teacher size or run seed.
         """
+        problem = state_problem(state)
+        if problem is not None:
+            raise ValueError(f"not a REINFORCE state: {problem}")
         if list(state["feature_names"]) != list(self.teacher.layout):
             raise ValueError("checkpoint was made for a different observation layout")
         if state["config"]["seed"] != self.config.seed:
@@ -317,41 +333,227 @@ class ReinforceTrainer:
                 f"checkpoint was made with seed {state['config']['seed']}, this run has "
                 f"{self.config.seed}: resuming would not continue the same run"
             )
-        self.teacher.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        policy = self.teacher.policy
+        shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state["policy"].items()} != shapes:
+            raise ValueError(f"checkpoint holds another teacher network; this one's is {shapes}")
+        self._check_optimizer_state(state["optimizer"])
+        before = copy.deepcopy((policy.state_dict(), self.optimizer.state_dict()))
+        try:
+            policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            policy.load_state_dict(before[0])
+            self.optimizer.load_state_dict(before[1])
+            raise ValueError(f"checkpoint's optimiser state does not fit: {err}") from err
         self.baseline, self._best, self._stale = state["baseline"], state["best"], state["stale"]
         self.history = [dict(r) for r in state["history"]]
 
+    def _check_optimizer_state(self, saved: dict[str, Any]) -> None:
+        # torch matches saved parameters to ours by position and never compares shapes (a
+        # wrong one would surface at the next step, or broadcast silently), so compare here.
+        ours = [p for g in self.optimizer.param_groups for p in g["params"]]
+        ids = [i for g in saved["param_groups"] for i in g["params"]]
+        if len(ids) != len(ours):
+            raise ValueError(f"checkpoint's optimiser has {len(ids)} parameters, not {len(ours)}")
+        shape_of = dict(zip(ids, (tuple(p.shape) for p in ours), strict=True))
+        for i, entries in saved["state"].items():
+            for name, value in entries.items():
+                if i not in shape_of or (
+                    isinstance(value, torch.Tensor)
+                    and value.ndim > 0
+                    and tuple(value.shape) != shape_of[i]
+                ):
+                    raise ValueError(f"checkpoint's optimiser state {i}.{name} does not fit")
+
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoint-<episodes done>.pt`` into ``checkpoint_dir``.
+        """Write ``checkpoint-<episodes done>.pt`` into ``checkpoint_dir``, sealed with its
+        SHA-256 (see :func:`read_checkpoint`) and atomically: an interrupted save leaves no
+        half-written checkpoint.
 
         :return: the file's path.
         """
         assert self.checkpoint_dir is not None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / f"checkpoint-{self.episodes_done:06d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)  # never leave a half-written checkpoint behind
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        write_bytes(path, seal(CHECKPOINT_KIND, buffer.getvalue()))
         return path
 
     def resume(self, path: str | os.PathLike | None = None) -> Path | None:
         """Continue from a checkpoint.
 
-        :param path: the checkpoint; None takes the newest one in ``checkpoint_dir``.
-        :return: the file loaded, or None if ``checkpoint_dir`` holds none.
-        :raises ValueError: if the file is unreadable or belongs to another run.
+        Without ``path`` it takes the newest intact checkpoint in ``checkpoint_dir``: damaged
+        ones (an empty file left by a full disk, a flipped byte) are skipped with a warning that
+        names them.
+
+        :param path: the checkpoint; None takes the newest intact one in ``checkpoint_dir``.
+        :return: the file loaded, or None if ``checkpoint_dir`` holds none (the run starts
+            from its first episode).
+        :raises DamagedFileError: (a ``ValueError``) if ``path`` is damaged, or every
+            checkpoint in ``checkpoint_dir`` is.
+        :raises ValueError: if the checkpoint loaded belongs to another run.
         """
-        if path is None:
-            found = (
-                sorted(self.checkpoint_dir.glob("checkpoint-*.pt")) if self.checkpoint_dir else []
+        if path is not None:
+            self._load_from(Path(path), read_checkpoint(path))
+            return Path(path)
+        found = checkpoint_files(self.checkpoint_dir) if self.checkpoint_dir else []
+        skipped: list[DamagedFileError] = []
+        for candidate in found:
+            try:
+                state = read_checkpoint(candidate)
+            except DamagedFileError as err:
+                skipped.append(err)
+                continue
+            self._load_from(candidate, state)
+            if skipped:
+                warnings.warn(
+                    f"resumed from {candidate.name}, the newest intact checkpoint; skipped "
+                    + "; ".join(f"{Path(e.path).name} ({e.reason})" for e in skipped),
+                    stacklevel=2,
+                )
+            return candidate
+        if skipped:
+            raise DamagedFileError(
+                self.checkpoint_dir,  # type: ignore[arg-type] - skipped implies a folder
+                "no intact checkpoint in it: " + "; ".join(str(e) for e in skipped),
+                "checkpoint folder",
             )
-            if not found:
-                return None
-            path = found[-1]
+        return None
+
+    def _load_from(self, path: Path, state: dict[str, Any]) -> None:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear error
-            raise ValueError(f"{path} is not a readable l2t-gym checkpoint: {err}") from err
-        self.load_state_dict(state)
-        return Path(path)
+            self.load_state_dict(state)
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(path)!r}: {err}") from err
+
+
+def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
+    """The checkpoints :meth:`ReinforceTrainer.save_checkpoint` wrote in ``folder``, newest first.
+
+    :param folder: a checkpoint folder (missing: none).
+    :return: their paths, the most episodes first.
+    """
+    found = [(_CHECKPOINT_NAME.fullmatch(p.name), p) for p in Path(folder).glob("checkpoint-*.pt")]
+    return [p for m, p in sorted(((m, p) for m, p in found if m), key=_episodes, reverse=True)]
+
+
+def _episodes(pair: tuple[re.Match[str], Path]) -> int:
+    return int(pair[0].group(1))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint after checking its SHA-256 and its structure.
+
+    The file is the header of :func:`l2t_gym.files.seal` and the ``torch.save`` of a
+    :meth:`ReinforceTrainer.state_dict`, read back with ``torch.load(weights_only=True)``
+    (plain tensors and numbers, never code). A checkpoint of l2t-gym before checksums (a bare
+    ``torch.save`` file) is read unchecked, with a warning.
+
+    :param path: the file.
+    :return: the state, for :meth:`ReinforceTrainer.load_state_dict`.
+    :raises FileNotFoundError: if there is no file at ``path``.
+    :raises DamagedFileError: (a ``ValueError``) for an empty, damaged or foreign file, or a
+        state of the wrong structure.
+    """
+    data = Path(path).read_bytes()
+    if data.startswith(_ZIP_MAGIC):
+        warnings.warn(
+            f"{os.fspath(path)!r} was written before checkpoints carried a checksum: it is "
+            "read unchecked",
+            stacklevel=2,
+        )
+        payload = data
+    else:
+        payload = unseal(data, CHECKPOINT_KIND, path, "checkpoint")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable payload gets the same clear error
+        raise DamagedFileError(path, f"torch.load cannot read it ({err})", "checkpoint") from err
+    problem = state_problem(state)
+    if problem is not None:
+        raise DamagedFileError(path, problem, "checkpoint")
+    return state
+
+
+def state_problem(state: Any) -> str | None:
+    """What makes ``state`` something other than a :meth:`ReinforceTrainer.state_dict`: a
+    missing entry or one of the wrong type, an optimiser state that is no ``state_dict``, or
+    a history whose records are not episodes 0, 1, 2, ... with (at least) their fields.
+    Whether it fits a given trainer (layout, seed, shapes) is
+    :meth:`ReinforceTrainer.load_state_dict`'s to check.
+
+    :param state: what ``torch.load`` returned.
+    :return: the first problem found, in words, or None when the structure is right.
+    """
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a dict"
+    missing = sorted(set(_STATE_TYPES) - set(state))
+    if missing:
+        return f"entries {missing} are missing"
+    for key, kind in _STATE_TYPES.items():
+        if not kind(state[key]):
+            return f"entry {key!r} has the wrong type ({type(state[key]).__name__})"
+    if not _is_int(state["config"].get("seed")):
+        return "its config has no integer seed"
+    if not (state["feature_names"] and all(isinstance(n, str) for n in state["feature_names"])):
+        return "feature_names is not a list of names"
+    policy = state["policy"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in policy.items()):
+        return "policy is not a state dict of named tensors"
+    optimizer = state["optimizer"]
+    groups, per_param = optimizer.get("param_groups"), optimizer.get("state")
+    if not (isinstance(groups, list) and isinstance(per_param, dict)):
+        return "optimizer is not an optimiser's state_dict"
+    if not all(
+        isinstance(g, dict)
+        and isinstance(g.get("params"), list)
+        and all(_is_int(i) for i in g["params"])
+        for g in groups
+    ):
+        return "optimizer's param_groups do not list their parameters"
+    if not all(isinstance(v, dict) for v in per_param.values()):
+        return "optimizer's per-parameter state is not a dict of dicts"
+    history = state["history"]
+    for i, record in enumerate(history):
+        # Extra fields are allowed: a training callback may annotate the records it is given.
+        if not isinstance(record, dict) or not set(_RECORD_TYPES) <= set(record):
+            return f"history record {i} does not hold the fields {sorted(_RECORD_TYPES)}"
+        wrong = [k for k, kind in _RECORD_TYPES.items() if not kind(record[k])]
+        if wrong or record["episode"] != i:
+            return f"history record {i} is not episode {i} with its fields' types ({wrong})"
+    if (state["baseline"] is None) != (not history):
+        return "baseline and history disagree (a baseline exists once an update has run)"
+    return None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+#: What a state_dict holds, and the test each entry must pass.
+_STATE_TYPES: dict[str, Callable[[Any], bool]] = {
+    "config": lambda x: isinstance(x, dict),
+    "policy": lambda x: isinstance(x, dict),
+    "optimizer": lambda x: isinstance(x, dict),
+    "baseline": lambda x: x is None or _is_number(x),
+    "best": _is_number,
+    "stale": lambda x: _is_int(x) and x >= 0,
+    "history": lambda x: isinstance(x, list),
+    "feature_names": lambda x: isinstance(x, list),
+}
+#: The fields of a history record (see :meth:`ReinforceTrainer.train`).
+_RECORD_TYPES: dict[str, Callable[[Any], bool]] = {
+    "episode": _is_int,
+    "reward": _is_number,
+    "iterations": _is_int,
+    "teacher_steps": _is_int,
+    "reached_tau": lambda x: isinstance(x, bool),
+    "keep_ratio": _is_number,
+    "baseline": _is_number,
+}
