@@ -8,12 +8,16 @@ helpers in ``fabricate.py``.
 sums); ``cifar_files.root`` is the same folder without the patch, for tests of the checksum path.
 
 ``shell`` runs a test over every env (see ``driver.py``); ``small_images`` is a tiny image set
-for BatchNorm students.
+for BatchNorm students. ``serve`` stands in for the network wherever a test goes through a real
+download path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +142,35 @@ def small_images() -> RawData:
     y = np.repeat(np.arange(10), 30)
     x = rng.normal(size=(300, 3, 8, 8)).astype(np.float32) + y[:, None, None, None] * 0.1
     return RawData.from_arrays(x, y, x[:40], y[:40], 10)
+
+
+class _FakeResponse(io.BytesIO):
+    """What ``urllib.request.urlopen`` returns, serving ``body`` from ``url``."""
+
+    def __init__(self, url: str, body: bytes) -> None:
+        super().__init__(body)
+        self.url, self.length = url, len(body)
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Callable[[bytes | None], list[str]]:
+    """Replace the network: after ``asked = serve(body)`` every request gets ``body`` (fails with
+    a URLError if None), and ``asked`` lists the URLs requested. Until ``serve`` is called, every
+    request fails, so a test can never reach the real network."""
+    asked: list[str] = []
+    served: list[bytes | None] = [None]
+
+    def urlopen(request: urllib.request.Request | str, *args: object, **kwargs: object):
+        url = request.full_url if isinstance(request, urllib.request.Request) else request
+        asked.append(url)
+        if served[0] is None:
+            raise urllib.error.URLError("no network in tests")
+        return _FakeResponse(url, served[0])
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    def start(body: bytes | None) -> list[str]:
+        served[0] = body
+        return asked
+
+    return start

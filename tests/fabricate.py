@@ -1,6 +1,7 @@
 """Tiny MNIST and CIFAR-10 sets written in the real on-disk formats, so torchvision's own classes
 (and so the product's loaders) read them exactly as they would read the real files. MNIST can also
-be written as published (gzipped IDX files in one folder), for the loader's own IDX reader.
+be written as published (gzipped IDX files in one folder), for the loader's own IDX reader; CIFAR-10
+also as the JPEG mirror the offline route reads; and tarballs with any member, unsafe ones too.
 
 Images are class-dependent: each class has a fixed random prototype, and every image is its class
 prototype plus seeded noise, so a student can learn them and a bad teacher can be told apart.
@@ -9,9 +10,13 @@ prototype plus seeded noise, so a student can learn them and a bad teacher can b
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import os
 import pickle
 import struct
+import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,6 +169,16 @@ def write_cifar10(
     )
 
 
+def edit_cifar_batch(root: Path, filename: str, **changes: object) -> None:
+    """Replace entries of one written CIFAR-10 pickle (``labels=[...]``, ``data=...``), keeping
+    the real format, to fabricate a damaged batch."""
+    path = Path(root) / "cifar-10-batches-py" / filename
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="latin1")
+    batch.update(changes)
+    _write_pickle(path, batch)
+
+
 def file_exists_only(fpath: str | os.PathLike, md5: str | None = None) -> bool:
     """Stand-in for torchvision's ``check_integrity`` that skips the md5 comparison."""
     return os.path.isfile(fpath)
@@ -241,3 +256,108 @@ def write_imdb(root: Path, n_train: int = 200, n_test: int = 40, seed: int = 0) 
 def _by_label(reviews: list[tuple[str, int]]) -> list[tuple[str, int]]:
     # The loader's order: the neg folder, then pos, each by id (= order of writing here).
     return [r for r in reviews if r[1] == 0] + [r for r in reviews if r[1] == 1]
+
+
+# -- archives -------------------------------------------------------------------------------------
+Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def file_member(name: str, data: bytes = b"fabricated") -> Member:
+    """A regular file named ``name`` (any name, ``../x`` and ``/x`` included) holding ``data``."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def link_member(name: str, target: str, hard: bool = False) -> Member:
+    """A symbolic (or hard) link named ``name`` pointing at ``target``."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+def device_member(name: str) -> Member:
+    """A character device node (as /dev/null is), which unpacking as root would create."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.CHRTYPE
+    info.devmajor, info.devminor = 1, 3
+    return info, None
+
+
+def tar_gz(folder: Path | None = None, arcname: str = "", extra: tuple[Member, ...] = ()) -> bytes:
+    """A gzipped tarball, as datasets are published: ``folder`` stored under ``arcname`` (if
+    given), then the ``extra`` members in order."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        if folder is not None:
+            tar.add(folder, arcname=arcname)
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+# -- the CIFAR-10 JPEG mirror (l2t_gym.data.cifar10_jpg) ------------------------------------------
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+
+def jpeg(pixels: np.ndarray) -> bytes:
+    """uint8 (H, W, 3) pixels as JPEG bytes (quality 95)."""
+    from PIL import Image  # only the JPEG mirror needs Pillow
+
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def write_mirror(
+    root: Path,
+    per_class: int = 3,
+    test_per_class: int = 2,
+    train_classes: Sequence[str] = CIFAR10_CLASSES,
+    extra_train: tuple[Member, ...] = (),
+) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """The mirror's layout: a training tarball (``train/<class>/<nnnn>.jpg`` for each of
+    ``train_classes``, then ``extra_train``) and an unpacked test folder, each with SHA256SUMS.
+    Returns each split's (label, decoded pixels) in the loader's order."""
+    rng = np.random.default_rng(0)
+    train_dir, test_dir = root / "cifar10-train-jpg", root / "cifar10-test-jpg"
+    train_dir.mkdir(parents=True)
+    decoded: dict[str, list[tuple[int, np.ndarray]]] = {"train": [], "test": []}
+    members = []
+    for name in train_classes:
+        for k in range(per_class):
+            data = jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+            members.append(file_member(f"train/{name}/{k:04d}.jpg", data))
+            decoded["train"].append((CIFAR10_CLASSES.index(name), decode(data)))
+    archive = train_dir / "cifar10-train-jpg.tar.gz"
+    archive.write_bytes(tar_gz(extra=(*members, *extra_train)))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (train_dir / "SHA256SUMS").write_text(f"{digest}  cifar10-train-jpg.tar.gz\n")
+    lines = []
+    for c, name in enumerate(CIFAR10_CLASSES):
+        (test_dir / "test" / name).mkdir(parents=True)
+        for k in range(test_per_class):
+            data = jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+            (test_dir / "test" / name / f"{k:04d}.jpg").write_bytes(data)
+            lines.append(f"{hashlib.sha256(data).hexdigest()}  ./test/{name}/{k:04d}.jpg")
+            decoded["test"].append((c, decode(data)))
+    (test_dir / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return decoded

@@ -2,54 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
+from fabricate import file_member, jpeg, write_mirror
 
 from l2t_gym import L2TEnv
 from l2t_gym.data import DatasetNotFoundError, cifar10_jpg
 from l2t_gym.data.cifar10_jpg import CLASSES, load_cifar10_jpg
 from l2t_gym.data.vision import normalise_cifar10
-
-
-def jpeg(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG", quality=95)
-    return out.getvalue()
-
-
-def write_mirror(root: Path, per_class: int = 3, test_per_class: int = 2) -> dict:
-    """The mirror's layout: a training tarball and an unpacked test folder, with SHA256SUMS."""
-    rng = np.random.default_rng(0)
-    train_dir, test_dir = root / "cifar10-train-jpg", root / "cifar10-test-jpg"
-    train_dir.mkdir(parents=True)
-    decoded = {"train": [], "test": []}
-    archive = train_dir / "cifar10-train-jpg.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for c, name in enumerate(CLASSES):
-            for k in range(per_class):
-                data = jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-                info = tarfile.TarInfo(f"train/{name}/{k:04d}.jpg")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-                decoded["train"].append((c, np.asarray(Image.open(io.BytesIO(data)))))
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    (train_dir / "SHA256SUMS").write_text(f"{digest}  cifar10-train-jpg.tar.gz\n")
-    lines = []
-    for c, name in enumerate(CLASSES):
-        (test_dir / "test" / name).mkdir(parents=True)
-        for k in range(test_per_class):
-            data = jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
-            (test_dir / "test" / name / f"{k:04d}.jpg").write_bytes(data)
-            lines.append(f"{hashlib.sha256(data).hexdigest()}  ./test/{name}/{k:04d}.jpg")
-            decoded["test"].append((c, np.asarray(Image.open(io.BytesIO(data)))))
-    (test_dir / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    return decoded
 
 
 def test_images_labels_and_normalisation_match_the_files(tmp_path):
@@ -111,3 +71,21 @@ def test_the_cifar10_task_runs_on_it(tmp_path):
     assert obs.shape == (4, 25) and info["iteration"] == 0
     obs, *_ = env.step(np.ones(4, dtype=bool))
     assert env.observation_space.contains(obs)
+
+
+def test_a_class_missing_from_the_training_tarball_is_refused(tmp_path):
+    write_mirror(tmp_path / "data", train_classes=CLASSES[:-1])  # no truck
+    archive = tmp_path / "data" / "cifar10-train-jpg" / "cifar10-train-jpg.tar.gz"
+    with pytest.raises(DatasetNotFoundError, match="no training instance of class 9") as info:
+        load_cifar10_jpg(tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert str(archive) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["../train/cat/0009.jpg", "/train/cat/0009.jpg"])
+def test_member_names_must_stay_relative(tmp_path, name):
+    # The tarball is never unpacked, so such a name could not write anywhere; it is refused
+    # because the class is read from the name and the mirror's names are relative.
+    stray = file_member(name, jpeg(np.zeros((32, 32, 3), np.uint8)))
+    write_mirror(tmp_path / "data", extra_train=(stray,))
+    with pytest.raises(DatasetNotFoundError, match="absolute or climbs"):
+        load_cifar10_jpg(tmp_path / "data", cache_dir=tmp_path / "cache")

@@ -209,22 +209,26 @@ def test_cifar_truncated_pickle_is_a_clear_error(tmp_path: Path, cifar_md5_patch
         load_cifar10(tmp_path, download=False)
 
 
-def test_cifar_failed_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        torchvision.datasets.cifar, "download_and_extract_archive", _refuse_download
-    )
+def test_cifar_failed_download(tmp_path: Path, serve) -> None:
+    asked = serve(None)
     with pytest.raises(DatasetNotFoundError, match=r"Downloading CIFAR-10 into .* failed") as info:
         load_cifar10(tmp_path, download=True)
+    assert asked and asked[0] == torchvision.datasets.cifar.CIFAR10.url
     assert isinstance(info.value.__cause__, URLError)
     _assert_guidance(str(info.value), tmp_path / "cifar-10-batches-py", CIFAR_FILES)
 
 
-def test_cifar_failed_download_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torchvision.datasets.cifar.CIFAR10, "download", _refuse_download)
-    expected = r"Downloading CIFAR-10 into .* failed \(URLError"
-    with pytest.raises(DatasetNotFoundError, match=expected) as info:
+def test_cifar_download_with_a_wrong_checksum_is_refused(tmp_path: Path, serve) -> None:
+    serve(b"not the archive")
+    with pytest.raises(DatasetNotFoundError, match=r"Downloading CIFAR-10 .* corrupted"):
         load_cifar10(tmp_path, download=True)
-    assert isinstance(info.value.__cause__, URLError)
+    assert not (tmp_path / "cifar-10-batches-py").exists()
+
+
+def test_cifar_present_files_are_not_downloaded(cifar_root: Path, serve) -> None:
+    asked = serve(None)
+    assert load_cifar10(cifar_root, download=True).x_train.shape[0] == 400
+    assert asked == []
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ import io
 import subprocess
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -210,52 +208,31 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path):
         env.reset(seed=0)
 
 
-class _FakeResponse(io.BytesIO):
-    """What ``urllib.request.urlopen`` returns, serving ``body`` from ``url``."""
-
-    def __init__(self, url: str, body: bytes) -> None:
-        super().__init__(body)
-        self.url, self.length = url, len(body)
-
-
-def _serve(monkeypatch: pytest.MonkeyPatch, body: bytes | None) -> list[str]:
-    """Replace the network: every request gets ``body``, or fails if None. Returns the URLs."""
-    asked: list[str] = []
-
-    def urlopen(request, *args, **kwargs):
-        url = request.full_url if isinstance(request, urllib.request.Request) else request
-        asked.append(url)
-        if body is None:
-            raise urllib.error.URLError("no network in tests")
-        return _FakeResponse(url, body)
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    return asked
-
-
-def test_failed_download_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    asked = _serve(monkeypatch, None)
+def test_failed_download_is_a_clear_error(tmp_path: Path, serve):
+    asked = serve(None)
     with pytest.raises(DatasetNotFoundError, match="Downloading IMDB") as err:
         load_imdb(tmp_path, download=True)
     assert asked and asked[0] == imdb_module.IMDB_URL
     _assert_guidance(str(err.value), tmp_path)
 
 
-def test_download_with_a_wrong_checksum_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    _serve(monkeypatch, b"not the archive")
+def test_download_with_a_wrong_checksum_is_refused(tmp_path: Path, serve):
+    serve(b"not the archive")
     with pytest.raises(DatasetNotFoundError, match="corrupted"):
         load_imdb(tmp_path, download=True)
     assert not (tmp_path / "aclImdb").exists()
 
 
-def test_download_unpacks_a_verified_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_download_unpacks_a_verified_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve
+):
     fabricated = write_imdb(tmp_path / "source", n_train=8, n_test=4)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(fabricated.root / "aclImdb", arcname="aclImdb")
     archive = buffer.getvalue()
     monkeypatch.setattr(imdb_module, "IMDB_MD5", hashlib.md5(archive).hexdigest())
-    _serve(monkeypatch, archive)
+    serve(archive)
     raw = load_imdb(tmp_path / "root", download=True)
     assert raw.y_train.tolist() == [0] * 4 + [1] * 4 and len(raw.y_test) == 4
     assert (tmp_path / "root" / imdb_module.IMDB_ARCHIVE).is_file()

@@ -1,7 +1,9 @@
 """Data: datasets as tensors on the device, loaded once per process and split into folds.
 
 :data:`DATASETS` maps a dataset name (a task's ``dataset``) to its loader, a function
-``(root, download) -> RawData``; adding a dataset is one loader and one entry there.
+``(root, download) -> RawData``; adding a dataset is one loader and one entry there. Every
+:class:`RawData` is checked when it is made (:func:`check_raw`), so whatever a loader or a user
+hands over is checked before an env sees it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from l2t_gym.data.digits import load_digits
 from l2t_gym.data.folds import FOLDS, SPLIT_SEED, Fold, make_folds
 from l2t_gym.data.idx import read_mnist_idx
 from l2t_gym.data.imdb import load_imdb
-from l2t_gym.data.raw import DatasetNotFoundError, RawData, default_root
+from l2t_gym.data.raw import DatasetNotFoundError, Origin, RawData, check_raw, default_root
 from l2t_gym.data.vision import load_cifar10, load_mnist
 
 __all__ = [
@@ -29,7 +31,9 @@ __all__ = [
     "DatasetNotFoundError",
     "DeviceData",
     "Fold",
+    "Origin",
     "RawData",
+    "check_raw",
     "clear_cache",
     "default_root",
     "load_dataset",
@@ -52,10 +56,19 @@ DATASETS: dict[str, Loader] = {
 
 def load_raw(name: str, root: str | Path | None, download: bool) -> RawData:
     """Load dataset ``name`` (a key of :data:`DATASETS`) from ``root`` (None: default_root()),
-    as normalised CPU tensors."""
+    as normalised CPU tensors, checked as every RawData is (:func:`check_raw`).
+
+    :raises ValueError: for an unknown name.
+    :raises DatasetNotFoundError: when the files are missing, or hold data the check refuses.
+    :raises TypeError: when the loader returns something other than a RawData.
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
-    return DATASETS[name](Path(root).expanduser() if root is not None else default_root(), download)
+    root_path = Path(root).expanduser() if root is not None else default_root()
+    raw = DATASETS[name](root_path, download)
+    if not isinstance(raw, RawData):
+        raise TypeError(f"the {name!r} loader returned {type(raw).__name__}; expected a RawData")
+    return raw
 
 
 @dataclass(frozen=True)

