@@ -28,6 +28,7 @@ import torch
 
 from l2t_gym import TASKS, L2TEnv
 from l2t_gym.data.cifar10_jpg import load_cifar10_jpg
+from l2t_gym.experiment import parse_key_values
 from l2t_gym.settings import Settings
 
 
@@ -41,6 +42,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--max-iters", type=int, default=None, help="iterations per run (default T')")
     ap.add_argument("--taus", type=float, nargs="+", default=None, help="default: tau +- 0.05")
     ap.add_argument("--offline-cifar10", default=None, help="folder of the CIFAR-10 JPEG mirror")
+    ap.add_argument("--cache-dir", default=None, help="where the decoded JPEGs are cached")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--device", default="cpu")
@@ -50,19 +52,11 @@ def parse() -> argparse.Namespace:
 
 
 def env_kwargs(args: argparse.Namespace) -> dict:
-    import ast
-
-    kwargs: dict = {"device": args.device, "fold": args.fold}
-    for item in args.env_arg:
-        key, _, value = item.partition("=")
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value
+    kwargs: dict = {"device": args.device, "fold": args.fold, **parse_key_values(args.env_arg)}
     if args.offline_cifar10:
         if args.task != "cifar10":
             raise SystemExit("--offline-cifar10 is CIFAR-10 data; use --task cifar10")
-        kwargs["data"] = load_cifar10_jpg(args.offline_cifar10)
+        kwargs["data"] = load_cifar10_jpg(args.offline_cifar10, cache_dir=args.cache_dir)
     if args.data_root:
         kwargs["data_root"], kwargs["download"] = args.data_root, False
     return kwargs
@@ -89,6 +83,7 @@ def run(env: L2TEnv, seed: int, writer, f) -> list[tuple[int, float, float]]:
 def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = True  # as a GPU user would have it; no effect on a CPU
     kwargs = env_kwargs(args)
     defaults = Settings.resolve(args.task, **{k: v for k, v in kwargs.items() if k != "data"})
     t_prime = defaults.max_iters

@@ -299,11 +299,17 @@ class StudentRun:
                     counts.append(engine.count_correct(x[s : s + chunk], y[s : s + chunk], rows))
         finally:
             engine.set_training(True)
-        correct = counts[0] if len(counts) == 1 else [sum(c) for c in zip(*counts, strict=True)]
-        # The step's one synchronisation beyond the observation: the episode's end depends on it.
-        if isinstance(correct, torch.Tensor):
-            correct = correct.tolist()
-        accuracy = [int(c) / len(y) for c in correct]
+        # The step's one synchronisation beyond the observation (the episode's end depends on
+        # it): every student's and chunk's count is summed on the device and copied at once.
+        first = counts[0]
+        if len(counts) == 1 and len(first) == 1:
+            correct = [int(first[0])]
+        elif len(counts) == 1 and isinstance(first, torch.Tensor):
+            correct = first.tolist()
+        else:
+            stacked = [c if isinstance(c, torch.Tensor) else torch.stack(c) for c in counts]
+            correct = torch.stack(stacked).sum(0).tolist()
+        accuracy = [c / len(y) for c in correct]
         if on == "dev":
             for i, acc in zip(picked, accuracy, strict=True):
                 history = self.dev_history[i]
