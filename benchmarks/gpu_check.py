@@ -1,29 +1,27 @@
-"""One prepared GPU check: CUDA against CPU, a keep-all CIFAR-10 ResNet-32 run, overhead on GPU.
+"""One prepared GPU check: CUDA against CPU, keep-all ResNet-32 episodes on real CIFAR-10, speed.
 
-    python benchmarks/gpu_check.py --cifar-npz benchmarks/out/cifar10_test_jpg.npz --out DIR
+    python benchmarks/gpu_check.py --offline-cifar10 ../shared/data --out DIR --budget-s 330
 
-(a) Digits and a small CIFAR-shaped ResNet-32 run, same seeds and actions on CPU and CUDA: the
+Data: real CIFAR-10 from the JPEG mirror (``--offline-cifar10``, decoded once and cached, see
+``l2t_gym.data.cifar10_jpg``) or torchvision's files (``--data-root``); else random images of
+the right shape, which only smoke-test the script.
+
+(a) Digits and ResNet-32 (M = 32, augmentation off), same seeds and actions on CPU and CUDA:
     observations must agree to float tolerance (bit-identity is a CPU promise only).
-(b) A keep-all ResNet-32 run with the CIFAR-10 task's defaults, recording dev accuracy against
-    iterations and seconds. Real CIFAR-10 is used if ``--data-root`` holds it; else the 10,000
-    CIFAR-10 test images given as ``--cifar-npz`` (uint8 x (N, 32, 32, 3), y) stand in for the
-    training set, which is smaller than the real fold, so time per iteration carries over but
-    the iterations to tau do not; else random data of the right shape.
-(c) The env's overhead against a bare loop on the GPU (benchmarks/overhead.py), CIFAR-10 and
-    Digits.
-(d) The native vector env's teacher steps/s at N = 1, 4, 16 against one env (not yet run on a
-    GPU: written after the session's device time was spent).
+(b) Keep-all ResNet-32 episodes at the CIFAR-10 task's defaults (tau, T', M, optimiser,
+    augmentation), to tau or T', timed from reset to the last step: i_tau and seconds
+    (the goal: under 60 s on one H100/H200), dev curve in ``gpu_cifar_curve.csv``.
+(c) The env's time per iteration against a bare PyTorch loop (benchmarks/overhead.py's), CIFAR-10
+    and Digits, interleaved blocks.
+(d) The native vector env's student steps/s at N = 1, 4, 16 against one env, keep-all.
+(f) Host synchronisations per step, counted with ``torch.cuda.set_sync_debug_mode("warn")``:
+    one (the observation copy) plus one per dev evaluation is all there may be, for the single
+    env (fp32, and bf16 + channels-last, keep-all and partial masks) and the vector env.
 (e) The student-speed options: keep-all ResNet-32 episodes, same seeds, in fp32, bf16,
-    channels-last and both (``--settings``; "compile" may be added), interleaved seed by seed:
-    final dev accuracy, i_tau for ``--precision-tau`` and time per iteration, so that "accuracy
-    unchanged within noise" and the speed-up can be read off one run.
-(f) CUDA only: host synchronisations per teacher step, counted with
-    ``torch.cuda.set_sync_debug_mode("warn")``: one (the observation copy) plus one per dev
-    evaluation is all there may be, for the single env (fp32, and bf16 + channels-last, keep-all
-    and partial masks) and the vector env.
-cuDNN's autotuner is switched on for every side, as a GPU user would. The whole script takes about
-five minutes on an H100 with the defaults; ``--precision-iters`` and ``--curve-iters`` set most of
-it.
+    channels-last, both, and ``compile`` (``--settings``), each after a warm-up episode that
+    pays for autotuning and compiling: final dev accuracy, i_tau for ``--precision-tau`` and time
+    per iteration. Compiled settings run last and are skipped when ``--budget-s`` is nearly spent.
+cuDNN's autotuner is on for every side, as a GPU user would have it.
 """
 
 from __future__ import annotations
@@ -41,22 +39,24 @@ import torch
 
 from l2t_gym import TASKS, L2TEnv
 from l2t_gym.data import RawData
-from l2t_gym.data.vision import CIFAR10_MEAN, CIFAR10_STD
-from l2t_gym.speed import BareLoop, interleaved, steps_per_second
+from l2t_gym.data.cifar10_jpg import load_cifar10_jpg
+from l2t_gym.speed import BareLoop, interleaved, steps_per_second, synchronizer
 from l2t_gym.vector import L2TVectorEnv
 
 
-def cifar_arrays(npz: str | None, n: int) -> tuple[RawData, str]:
-    if npz:
-        z = np.load(npz)
-        x = z["x"].astype(np.float32) / 255.0
-        x = (x - np.array(CIFAR10_MEAN, np.float32)) / np.array(CIFAR10_STD, np.float32)
-        x, y = x.transpose(0, 3, 1, 2), z["y"]
-        return RawData.from_arrays(x, y, x[:1000], y[:1000], 10), f"{len(y)} CIFAR-10 test JPEGs"
+def cifar_data(args: argparse.Namespace) -> tuple[dict, str]:
+    """The CIFAR-10 keywords for every env of the script, and what the data are."""
+    if args.offline_cifar10:
+        raw = load_cifar10_jpg(args.offline_cifar10, cache_dir=args.cache_dir)
+        return {"data": raw}, f"real CIFAR-10 ({len(raw.y_train):,} training JPEGs, offline)"
+    if args.data_root and (Path(args.data_root) / "cifar-10-batches-py").is_dir():
+        return {"data_root": args.data_root, "download": False}, "real CIFAR-10 (torchvision)"
+    n = args.random_size
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
-    y = rng.integers(0, 10, n)
-    return RawData.from_arrays(x, y, x[: n // 10], y[: n // 10], 10), "random data (no signal)"
+    y = np.arange(n) % 10
+    raw = RawData.from_arrays(x, y, x[: n // 10], y[: n // 10], 10)
+    return {"data": raw}, "random data (no signal: a smoke test)"
 
 
 def trajectory(env: L2TEnv, seed: int, steps: int, keep_prob: float) -> list[np.ndarray]:
@@ -84,7 +84,8 @@ def compare_devices(make, device, seeds, steps, keep_prob) -> float:
 
 
 def episode_curve(env: L2TEnv, seed: int, sync) -> list[tuple[int, float, float]]:
-    """Keep-all to the end of the clock: (iteration, dev accuracy, seconds) at every eval."""
+    """Keep-all to the episode's end: (iteration, dev accuracy, seconds) at every dev evaluation
+    and at the last step."""
     obs, info = env.reset(seed=seed)
     keep = np.ones(env.batch_size, dtype=bool)
     sync()
@@ -92,7 +93,8 @@ def episode_curve(env: L2TEnv, seed: int, sync) -> list[tuple[int, float, float]
     while not done:
         obs, _, terminated, truncated, info = env.step(keep)
         done = terminated or truncated
-        if info["iteration"] % env.eval_every == 0 and info["iteration"] != curve[-1][0]:
+        if info["iteration"] != curve[-1][0] and (info["iteration"] % env.eval_every == 0 or done):
+            sync()
             curve.append((info["iteration"], info["dev_accuracy"], time.perf_counter() - start))
     return curve
 
@@ -103,6 +105,7 @@ SETTINGS: dict[str, dict] = {
     "channels_last": {"channels_last": True},
     "bf16+channels_last": {"precision": "bf16", "channels_last": True},
     "compile": {"compile": True},
+    "bf16+channels_last+compile": {"precision": "bf16", "channels_last": True, "compile": True},
 }
 
 
@@ -155,11 +158,13 @@ def _eval_every(env) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--cifar-npz", default=None)
-    ap.add_argument("--data-root", default=None, help="a folder holding real CIFAR-10")
-    ap.add_argument("--curve-iters", type=int, default=3000)
+    ap.add_argument("--offline-cifar10", default=None, help="folder of the CIFAR-10 JPEG mirror")
+    ap.add_argument("--cache-dir", default=None, help="where the decoded JPEGs are cached")
+    ap.add_argument("--data-root", default=None, help="a folder holding torchvision's CIFAR-10")
     ap.add_argument("--random-size", type=int, default=10_000, help="images if no real data")
-    ap.add_argument("--cifar-batch", type=int, default=None, help="M for (b), (c): task's if unset")
+    ap.add_argument("--episode-seeds", type=int, nargs="+", default=[0], help="(b)'s episodes")
+    ap.add_argument("--max-iters", type=int, default=None, help="(b)'s T' (default: the task's)")
+    ap.add_argument("--cifar-batch", type=int, default=None, help="M (default: the task's)")
     ap.add_argument("--out", default="benchmarks/out")
     ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
     ap.add_argument(
@@ -171,38 +176,46 @@ def main() -> None:
     )
     ap.add_argument("--blocks", type=int, default=7, help="timed blocks per side in (c)")
     ap.add_argument("--vector-sizes", type=int, nargs="+", default=[1, 4, 16])
-    ap.add_argument(
-        "--precision-iters",
-        type=int,
-        default=None,
-        help="iterations per episode in (e) (0 skips it); default min(1000, --curve-iters)",
-    )
-    ap.add_argument("--precision-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--precision-iters", type=int, default=300, help="(e)'s episodes; 0 skips")
+    ap.add_argument("--precision-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--precision-tau", type=float, default=0.4, help="(e) reports i_tau for it")
     ap.add_argument(
         "--settings",
         nargs="+",
-        default=["fp32", "bf16", "channels_last", "bf16+channels_last"],
+        default=["fp32", "bf16", "channels_last", "bf16+channels_last", "compile"],
         choices=list(SETTINGS),
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="seconds for the whole script: (e)'s compiled setting and (f) are skipped when "
+        "less than a minute is left",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = args.device
     started = time.perf_counter()
+
+    def left() -> float:
+        return (
+            float("inf")
+            if args.budget_s is None
+            else args.budget_s - (time.perf_counter() - started)
+        )
+
     if dev == "cuda" and not torch.cuda.is_available():
         sys.exit("this script checks the CUDA path, and torch sees no GPU here")
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    sync = synchronizer(dev)
     torch.backends.cudnn.benchmark = True
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(0) if dev == "cuda" else "cpu (smoke test)"
     print(f"GPU: {gpu}; torch {torch.__version__}; CPU threads {torch.get_num_threads()}")
-
-    real = args.data_root and (Path(args.data_root) / "cifar-10-batches-py").is_dir()
-    data, what = (None, "real CIFAR-10") if real else cifar_arrays(args.cifar_npz, args.random_size)
-    cifar = {"data_root": args.data_root, "download": False} if real else {"data": data}
+    t = time.perf_counter()
+    cifar, what = cifar_data(args)
     sized = {**cifar, "batch_size": args.cifar_batch}
-    print(f"CIFAR-10 data: {what}")
+    print(f"CIFAR-10 data: {what} [{time.perf_counter() - t:.0f}s]")
 
     # (a) CUDA against CPU.
     t = time.perf_counter()
@@ -230,30 +243,31 @@ def main() -> None:
             its[d].append(int(env.run.iteration[0]))
     print(f"    Digits keep-all i_tau, seeds 0-4: cpu {its['cpu']}, {dev} {its[dev]}")
 
-    # (b) Keep-all ResNet-32 with the task's defaults; tau unreachable so the whole curve shows.
-    every = min(TASKS["cifar10"].eval_every, args.curve_iters)
-    env = L2TEnv(
-        "cifar10", device=dev, tau=1.0, max_iters=args.curve_iters, eval_every=every, **sized
+    # (b) Keep-all ResNet-32 episodes at the task's defaults, to tau or T', timed.
+    n_warm = 60 if dev == "cuda" else 2
+    episode_curve(
+        L2TEnv("cifar10", device=dev, max_iters=n_warm, eval_every=n_warm, **sized), 1, sync
     )
-    n_warm = min(60, args.curve_iters)
-    warm_up = L2TEnv("cifar10", device=dev, tau=1.0, max_iters=n_warm, eval_every=n_warm, **sized)
-    episode_curve(warm_up, 1, sync)
-    curve = episode_curve(env, 0, sync)
-    with (out / "gpu_cifar_curve.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([("iteration", "dev_accuracy", "seconds"), *curve])
-    last_it, _, last_s = curve[-1]
-    print(
-        f"(b) keep-all ResNet-32, M={env.batch_size}: {last_it} iterations in {last_s:.1f}s "
-        f"({last_s / last_it * 1e3:.2f} ms/iteration incl. dev evals every {env.eval_every}); "
-        f"best dev {max(a for _, a, _ in curve):.3f}"
-    )
-    for tau in (0.4, 0.5, 0.6, 0.7, 0.8) if last_it >= 100 else ():
-        hit = next(((i, s) for i, a, s in curve if a >= tau), None)
+    env = L2TEnv("cifar10", device=dev, max_iters=args.max_iters, **sized)
+    s = env.settings
+    rows = []
+    for seed in args.episode_seeds:
+        curve = episode_curve(env, seed, sync)
+        rows += [(seed, *point) for point in curve]
+        last_it, last_acc, last_s = curve[-1]
+        reached = last_acc >= s.tau
         print(
-            f"    tau={tau:.2f}: " + (f"i_tau={hit[0]} at {hit[1]:.1f}s" if hit else "not reached")
+            f"(b) keep-all ResNet-32 episode, seed {seed}, {s.fold} fold, M={s.batch_size}, "
+            f"tau={s.tau}, T'={s.max_iters}: "
+            + (f"i_tau={last_it}" if reached else f"tau not reached in {last_it}")
+            + f" in {last_s:.1f}s ({last_s / max(last_it, 1) * 1e3:.2f} ms/iteration, dev "
+            f"evaluations every {s.eval_every} included); best dev "
+            f"{max(a for _, a, _ in curve):.3f}"
         )
+    with (out / "gpu_cifar_curve.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("seed", "iteration", "dev_accuracy", "seconds"), *rows])
 
-    # (c) Overhead against a bare loop, on the GPU.
+    # (c) Overhead against a bare loop.
     rows = []
     sizes = {"cifar10": 100, "digits": 200} if dev == "cuda" else {"cifar10": 2, "digits": 20}
     for name, kwargs in (("cifar10", sized), ("digits", {})):
@@ -283,10 +297,10 @@ def main() -> None:
         for n in args.vector_sizes:
             venv = L2TVectorEnv(n, name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
             venv.reset(seed=0)
-            rate = n * steps_per_second(venv, max(3, steps // n), sync)
+            rate = n * steps_per_second(venv, max(10, steps // n), sync)
             scaling.append((name, n, rate, rate / base))
             print(
-                f"(d) {name} vector env N={n}: {rate:.1f} teacher steps/s, "
+                f"(d) {name} vector env N={n}: {rate:.1f} student steps/s, "
                 f"{rate / base:.2f}x one env ({base:.1f}/s)"
             )
             del venv
@@ -294,44 +308,6 @@ def main() -> None:
         w = csv.writer(f)
         w.writerow(["task", "num_envs", "teacher_steps_per_s", "x_single", "gpu"])
         w.writerows([(*r, gpu) for r in scaling])
-
-    # (e) The student-speed options, keep-all ResNet-32, same seeds.
-    iters = min(1000, args.curve_iters) if args.precision_iters is None else args.precision_iters
-    if iters > 0:
-        t = time.perf_counter()
-        every = min(TASKS["cifar10"].eval_every, iters)
-
-        def make(options: dict, warm_up: bool = False) -> L2TEnv:
-            n = min(30, iters) if warm_up else iters
-            return L2TEnv(
-                "cifar10",
-                device=dev,
-                tau=1.0,
-                max_iters=n,
-                eval_every=every if not warm_up else n,
-                **sized,
-                **options,
-            )
-
-        rows = compare_settings(make, args.settings, args.precision_seeds, args.precision_tau, sync)
-        with (out / "gpu_precision.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["setting", "seed", "final_dev_accuracy", "i_tau", "iterations", "seconds"])
-            w.writerows(rows)
-        print(
-            f"(e) keep-all ResNet-32, {iters} iterations, seeds {args.precision_seeds}, "
-            f"i_tau for tau={args.precision_tau} [{time.perf_counter() - t:.0f}s]"
-        )
-        for name in args.settings:
-            mine = [r for r in rows if r[0] == name]
-            accs = [r[2] for r in mine]
-            ms = statistics.median(r[5] / r[4] * 1e3 for r in mine)
-            spread = f" +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
-            print(
-                f"    {name:>18}: final dev {statistics.mean(accs):.3f}{spread} "
-                f"({', '.join(f'{a:.3f}' for a in accs)}); i_tau {[r[3] for r in mine]}; "
-                f"{ms:.2f} ms/iteration"
-            )
 
     # (f) Host synchronisations per step (CUDA only: on a CPU nothing synchronises).
     if dev == "cuda":
@@ -353,7 +329,9 @@ def main() -> None:
                 f"(f) {verdict} L2TEnv CIFAR {label}: syncs per step {counts} "
                 f"(allowed {allowed}: the observation, plus a dev evaluation's accuracy)"
             )
-        venv = L2TVectorEnv(4, "digits", device=dev, tau=1.0, max_iters=10**9, eval_every=5)
+        venv = L2TVectorEnv(
+            4, "cifar10", device=dev, tau=1.0, max_iters=10**9, eval_every=5, **sized
+        )
         venv.reset(seed=0)
         keep = np.ones((4, venv.batch_size), dtype=bool)
         for _ in range(5):
@@ -361,7 +339,53 @@ def main() -> None:
         actions = [keep] * 10 + [rng.random(keep.shape) < 0.6 for _ in range(10)]
         counts, allowed = syncs_per_step(venv, actions)
         verdict = "PASS" if counts == allowed else "FAIL"
-        print(f"(f) {verdict} L2TVectorEnv Digits N=4: syncs per step {counts} (allowed {allowed})")
+        print(f"(f) {verdict} L2TVectorEnv CIFAR N=4: syncs per step {counts} (allowed {allowed})")
+
+    # (e) The student-speed options, keep-all ResNet-32, same seeds; compiled settings last.
+    iters = args.precision_iters
+    settings = sorted(args.settings, key=lambda name: "compile" in name)
+    if iters > 0:
+        t = time.perf_counter()
+        every = min(TASKS["cifar10"].eval_every, iters)
+
+        def make(options: dict, warm_up: bool = False) -> L2TEnv:
+            n = min(30, iters) if warm_up else iters
+            return L2TEnv(
+                "cifar10",
+                device=dev,
+                tau=1.0,
+                max_iters=n,
+                eval_every=every if not warm_up else n,
+                **sized,
+                **options,
+            )
+
+        rows = []
+        for name in settings:
+            if "compile" in name and left() < 90:
+                print(f"(e) {name} skipped: {left():.0f}s of the budget left")
+                continue
+            w = time.perf_counter()
+            rows += compare_settings(make, [name], args.precision_seeds, args.precision_tau, sync)
+            print(f"    {name}: warm-up and episodes {time.perf_counter() - w:.0f}s")
+        with (out / "gpu_precision.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["setting", "seed", "final_dev_accuracy", "i_tau", "iterations", "seconds"])
+            w.writerows(rows)
+        print(
+            f"(e) keep-all ResNet-32, {iters} iterations, seeds {args.precision_seeds}, "
+            f"i_tau for tau={args.precision_tau} [{time.perf_counter() - t:.0f}s]"
+        )
+        for name in dict.fromkeys(r[0] for r in rows):
+            mine = [r for r in rows if r[0] == name]
+            accs = [r[2] for r in mine]
+            ms = statistics.median(r[5] / r[4] * 1e3 for r in mine)
+            spread = f" +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
+            print(
+                f"    {name:>18}: final dev {statistics.mean(accs):.3f}{spread} "
+                f"({', '.join(f'{a:.3f}' for a in accs)}); i_tau {[r[3] for r in mine]}; "
+                f"{ms:.2f} ms/iteration"
+            )
     print(f"total {time.perf_counter() - started:.0f}s")
 
 
