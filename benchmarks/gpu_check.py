@@ -21,6 +21,9 @@ the right shape, which only smoke-test the script.
     channels-last, both, and ``compile`` (``--settings``), each after a warm-up episode that
     pays for autotuning and compiling: final dev accuracy, i_tau for ``--precision-tau`` and time
     per iteration. Compiled settings run last and are skipped when ``--budget-s`` is nearly spent.
+(g) Time per keep-all iteration for other students (``--students``; ResNet-110 is the transfer
+    experiment's), fp32 and bf16 + channels-last.
+``--sections`` runs a subset (default all).
 cuDNN's autotuner is on for every side, as a GPU user would have it.
 """
 
@@ -71,15 +74,19 @@ def trajectory(env: L2TEnv, seed: int, steps: int, keep_prob: float) -> list[np.
     return out
 
 
-def compare_devices(make, device, seeds, steps, keep_prob) -> float:
-    worst = 0.0
+def compare_devices(make, device, seeds, steps, keep_prob) -> list[float]:
+    """Largest |obs_cpu - obs_device| at reset and after each step, over ``seeds``: training
+    amplifies rounding step by step, so where the two first part matters."""
+    worst: list[float] = []
     for seed in seeds:
         cpu = trajectory(make("cpu"), seed, steps, keep_prob)
         gpu = trajectory(make(device), seed, steps, keep_prob)
-        n = min(len(cpu), len(gpu))
-        worst = max(
-            worst, max(float(np.abs(a - b).max()) for a, b in zip(cpu[:n], gpu[:n], strict=True))
-        )
+        for t, (a, b) in enumerate(zip(cpu, gpu, strict=False)):
+            d = float(np.abs(a - b).max())
+            if t < len(worst):
+                worst[t] = max(worst[t], d)
+            else:
+                worst.append(d)
     return worst
 
 
@@ -124,6 +131,7 @@ def compare_settings(make, settings, seeds, tau, sync) -> list[tuple]:
     return rows
 
 
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g")
 SYNC_WARNING = "called a synchronizing CUDA operation"
 
 
@@ -164,6 +172,9 @@ def main() -> None:
     ap.add_argument("--random-size", type=int, default=10_000, help="images if no real data")
     ap.add_argument("--episode-seeds", type=int, nargs="+", default=[0], help="(b)'s episodes")
     ap.add_argument("--max-iters", type=int, default=None, help="(b)'s T' (default: the task's)")
+    ap.add_argument(
+        "--episode-setting", default="fp32", choices=list(SETTINGS), help="(b)'s speed options"
+    )
     ap.add_argument("--cifar-batch", type=int, default=None, help="M (default: the task's)")
     ap.add_argument("--out", default="benchmarks/out")
     ap.add_argument("--device", default="cuda", help="'cpu' only to smoke-test this script")
@@ -184,6 +195,19 @@ def main() -> None:
         nargs="+",
         default=["fp32", "bf16", "channels_last", "bf16+channels_last", "compile"],
         choices=list(SETTINGS),
+    )
+    ap.add_argument(
+        "--sections",
+        nargs="+",
+        default=list(SECTIONS),
+        choices=list(SECTIONS),
+        help="the parts to run (default all)",
+    )
+    ap.add_argument(
+        "--students",
+        nargs="+",
+        default=["resnet20", "resnet32", "resnet110"],
+        help="(g)'s students",
     )
     ap.add_argument(
         "--budget-s",
@@ -217,100 +241,111 @@ def main() -> None:
     sized = {**cifar, "batch_size": args.cifar_batch}
     print(f"CIFAR-10 data: {what} [{time.perf_counter() - t:.0f}s]")
 
+    sizes = {"cifar10": 100, "digits": 200} if dev == "cuda" else {"cifar10": 2, "digits": 20}
     # (a) CUDA against CPU.
-    t = time.perf_counter()
-    d_digits = compare_devices(lambda d: L2TEnv("digits", device=d), dev, range(3), 30, 0.7)
-    d_cifar = compare_devices(
-        # Augmentation off: its offsets come from a generator on the env's device, and CUDA's
-        # stream differs from the CPU's, so with it on this would compare different images.
-        lambda d: L2TEnv("cifar10", device=d, batch_size=32, augment=False, **cifar),
-        dev,
-        [0],
-        3,
-        1.0,
-    )
-    print(
-        f"(a) max |obs_cpu - obs_{dev}|: Digits {d_digits:.2e} (3 seeds x 30 steps, keep 70%); "
-        f"CIFAR ResNet-32 {d_cifar:.2e} (3 keep-all steps, M=32, no augmentation) "
-        f"[{time.perf_counter() - t:.0f}s]"
-    )
-    its = {}
-    for d in ("cpu", dev):
-        env = L2TEnv("digits", device=d)
-        its[d] = []
-        for seed in range(5):
-            trajectory(env, seed, 10**6, 1.0)
-            its[d].append(int(env.run.iteration[0]))
-    print(f"    Digits keep-all i_tau, seeds 0-4: cpu {its['cpu']}, {dev} {its[dev]}")
+    if "a" in args.sections:
+        t = time.perf_counter()
+        d_digits = compare_devices(lambda d: L2TEnv("digits", device=d), dev, range(3), 30, 0.7)
+        d_cifar = compare_devices(
+            # Augmentation off: its offsets come from a generator on the env's device, and CUDA's
+            # stream differs from the CPU's, so with it on this would compare different images.
+            lambda d: L2TEnv("cifar10", device=d, batch_size=32, augment=False, **cifar),
+            dev,
+            [0],
+            3,
+            1.0,
+        )
+        print(
+            f"(a) max |obs_cpu - obs_{dev}|: Digits {max(d_digits):.2e} (3 seeds x 30 steps, "
+            f"keep 70%); CIFAR ResNet-32 at reset and after each of 3 keep-all steps "
+            f"{', '.join(f'{d:.2e}' for d in d_cifar)} (M=32, no augmentation) "
+            f"[{time.perf_counter() - t:.0f}s]"
+        )
+        its = {}
+        for d in ("cpu", dev):
+            env = L2TEnv("digits", device=d)
+            its[d] = []
+            for seed in range(5):
+                trajectory(env, seed, 10**6, 1.0)
+                its[d].append(int(env.run.iteration[0]))
+        print(f"    Digits keep-all i_tau, seeds 0-4: cpu {its['cpu']}, {dev} {its[dev]}")
 
     # (b) Keep-all ResNet-32 episodes at the task's defaults, to tau or T', timed.
-    n_warm = 60 if dev == "cuda" else 2
-    episode_curve(
-        L2TEnv("cifar10", device=dev, max_iters=n_warm, eval_every=n_warm, **sized), 1, sync
-    )
-    env = L2TEnv("cifar10", device=dev, max_iters=args.max_iters, **sized)
-    s = env.settings
-    rows = []
-    for seed in args.episode_seeds:
-        curve = episode_curve(env, seed, sync)
-        rows += [(seed, *point) for point in curve]
-        last_it, last_acc, last_s = curve[-1]
-        reached = last_acc >= s.tau
-        print(
-            f"(b) keep-all ResNet-32 episode, seed {seed}, {s.fold} fold, M={s.batch_size}, "
-            f"tau={s.tau}, T'={s.max_iters}: "
-            + (f"i_tau={last_it}" if reached else f"tau not reached in {last_it}")
-            + f" in {last_s:.1f}s ({last_s / max(last_it, 1) * 1e3:.2f} ms/iteration, dev "
-            f"evaluations every {s.eval_every} included); best dev "
-            f"{max(a for _, a, _ in curve):.3f}"
+    if "b" in args.sections:
+        options = SETTINGS[args.episode_setting]
+        n_warm = 60 if dev == "cuda" else 2
+        episode_curve(
+            L2TEnv("cifar10", device=dev, max_iters=n_warm, eval_every=n_warm, **sized, **options),
+            1,
+            sync,
         )
-    with (out / "gpu_cifar_curve.csv").open("w", newline="") as f:
-        csv.writer(f).writerows([("seed", "iteration", "dev_accuracy", "seconds"), *rows])
+        env = L2TEnv("cifar10", device=dev, max_iters=args.max_iters, **sized, **options)
+        s = env.settings
+        rows = []
+        for seed in args.episode_seeds:
+            curve = episode_curve(env, seed, sync)
+            rows += [(seed, *point) for point in curve]
+            last_it, last_acc, last_s = curve[-1]
+            reached = last_acc >= s.tau
+            print(
+                f"(b) keep-all ResNet-32 episode ({args.episode_setting}), seed {seed}, {s.fold} "
+                f"fold, M={s.batch_size}, "
+                f"tau={s.tau}, T'={s.max_iters}: "
+                + (f"i_tau={last_it}" if reached else f"tau not reached in {last_it}")
+                + f" in {last_s:.1f}s ({last_s / max(last_it, 1) * 1e3:.2f} ms/iteration, dev "
+                f"evaluations every {s.eval_every} included); best dev "
+                f"{max(a for _, a, _ in curve):.3f}"
+            )
+        with (out / "gpu_cifar_curve.csv").open("w", newline="") as f:
+            csv.writer(f).writerows([("seed", "iteration", "dev_accuracy", "seconds"), *rows])
 
     # (c) Overhead against a bare loop.
-    rows = []
-    sizes = {"cifar10": 100, "digits": 200} if dev == "cuda" else {"cifar10": 2, "digits": 20}
-    for name, kwargs in (("cifar10", sized), ("digits", {})):
-        iters = sizes[name]
-        env = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
-        env.reset(seed=0)
-        env_t, bare_t = interleaved(env, BareLoop(env.settings, 0), iters, args.blocks, sync)
-        e, b = float(np.median(env_t)), float(np.median(bare_t))
-        rows.append((name, env.student, env.batch_size, e, b, e / b))
-        print(
-            f"(c) {name} {env.student} M={env.batch_size}: env {e * 1e3:.3f} ms/it, "
-            f"bare {b * 1e3:.3f} ms/it, ratio {e / b:.3f}x "
-            f"(medians of {args.blocks} blocks of {iters})"
-        )
-    with (out / "gpu_overhead.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "student", "M", "env_s_per_iter", "bare_s_per_iter", "ratio", "gpu"])
-        w.writerows([(*r, gpu) for r in rows])
+    if "c" in args.sections:
+        rows = []
+        for name, kwargs in (("cifar10", sized), ("digits", {})):
+            iters = sizes[name]
+            env = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
+            env.reset(seed=0)
+            env_t, bare_t = interleaved(env, BareLoop(env.settings, 0), iters, args.blocks, sync)
+            e, b = float(np.median(env_t)), float(np.median(bare_t))
+            rows.append((name, env.student, env.batch_size, e, b, e / b))
+            print(
+                f"(c) {name} {env.student} M={env.batch_size}: env {e * 1e3:.3f} ms/it, "
+                f"bare {b * 1e3:.3f} ms/it, ratio {e / b:.3f}x "
+                f"(medians of {args.blocks} blocks of {iters})"
+            )
+        with (out / "gpu_overhead.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                ["task", "student", "M", "env_s_per_iter", "bare_s_per_iter", "ratio", "gpu"]
+            )
+            w.writerows([(*r, gpu) for r in rows])
 
     # (d) Many students at once: the native vector env against one env, keep-all.
-    scaling = []
-    for name, kwargs in (("cifar10", sized), ("digits", {})):
-        steps = sizes[name]
-        one = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
-        one.reset(seed=0)
-        base = steps_per_second(one, steps, sync)
-        for n in args.vector_sizes:
-            venv = L2TVectorEnv(n, name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
-            venv.reset(seed=0)
-            rate = n * steps_per_second(venv, max(10, steps // n), sync)
-            scaling.append((name, n, rate, rate / base))
-            print(
-                f"(d) {name} vector env N={n}: {rate:.1f} student steps/s, "
-                f"{rate / base:.2f}x one env ({base:.1f}/s)"
-            )
-            del venv
-    with (out / "gpu_vector.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["task", "num_envs", "teacher_steps_per_s", "x_single", "gpu"])
-        w.writerows([(*r, gpu) for r in scaling])
+    if "d" in args.sections:
+        scaling = []
+        for name, kwargs in (("cifar10", sized), ("digits", {})):
+            steps = sizes[name]
+            one = L2TEnv(name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
+            one.reset(seed=0)
+            base = steps_per_second(one, steps, sync)
+            for n in args.vector_sizes:
+                venv = L2TVectorEnv(n, name, device=dev, tau=1.0, max_iters=10**9, **kwargs)
+                venv.reset(seed=0)
+                rate = n * steps_per_second(venv, max(10, steps // n), sync)
+                scaling.append((name, n, rate, rate / base))
+                print(
+                    f"(d) {name} vector env N={n}: {rate:.1f} student steps/s, "
+                    f"{rate / base:.2f}x one env ({base:.1f}/s)"
+                )
+                del venv
+        with (out / "gpu_vector.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["task", "num_envs", "teacher_steps_per_s", "x_single", "gpu"])
+            w.writerows([(*r, gpu) for r in scaling])
 
     # (f) Host synchronisations per step (CUDA only: on a CPU nothing synchronises).
-    if dev == "cuda":
+    if "f" in args.sections and dev == "cuda":
         rng = np.random.default_rng(0)
         for label in ("fp32", "bf16+channels_last"):
             options = SETTINGS[label]
@@ -342,50 +377,83 @@ def main() -> None:
         print(f"(f) {verdict} L2TVectorEnv CIFAR N=4: syncs per step {counts} (allowed {allowed})")
 
     # (e) The student-speed options, keep-all ResNet-32, same seeds; compiled settings last.
-    iters = args.precision_iters
-    settings = sorted(args.settings, key=lambda name: "compile" in name)
-    if iters > 0:
-        t = time.perf_counter()
-        every = min(TASKS["cifar10"].eval_every, iters)
+    if "e" in args.sections:
+        iters = args.precision_iters
+        settings = sorted(args.settings, key=lambda name: "compile" in name)
+        if iters > 0:
+            t = time.perf_counter()
+            every = min(TASKS["cifar10"].eval_every, iters)
 
-        def make(options: dict, warm_up: bool = False) -> L2TEnv:
-            n = min(30, iters) if warm_up else iters
-            return L2TEnv(
-                "cifar10",
-                device=dev,
-                tau=1.0,
-                max_iters=n,
-                eval_every=every if not warm_up else n,
-                **sized,
-                **options,
-            )
+            def make(options: dict, warm_up: bool = False) -> L2TEnv:
+                n = min(30, iters) if warm_up else iters
+                return L2TEnv(
+                    "cifar10",
+                    device=dev,
+                    tau=1.0,
+                    max_iters=n,
+                    eval_every=every if not warm_up else n,
+                    **sized,
+                    **options,
+                )
 
-        rows = []
-        for name in settings:
-            if "compile" in name and left() < 90:
-                print(f"(e) {name} skipped: {left():.0f}s of the budget left")
-                continue
-            w = time.perf_counter()
-            rows += compare_settings(make, [name], args.precision_seeds, args.precision_tau, sync)
-            print(f"    {name}: warm-up and episodes {time.perf_counter() - w:.0f}s")
-        with (out / "gpu_precision.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["setting", "seed", "final_dev_accuracy", "i_tau", "iterations", "seconds"])
-            w.writerows(rows)
-        print(
-            f"(e) keep-all ResNet-32, {iters} iterations, seeds {args.precision_seeds}, "
-            f"i_tau for tau={args.precision_tau} [{time.perf_counter() - t:.0f}s]"
-        )
-        for name in dict.fromkeys(r[0] for r in rows):
-            mine = [r for r in rows if r[0] == name]
-            accs = [r[2] for r in mine]
-            ms = statistics.median(r[5] / r[4] * 1e3 for r in mine)
-            spread = f" +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
+            rows = []
+            for name in settings:
+                if "compile" in name and left() < 90:
+                    print(f"(e) {name} skipped: {left():.0f}s of the budget left")
+                    continue
+                w = time.perf_counter()
+                rows += compare_settings(
+                    make, [name], args.precision_seeds, args.precision_tau, sync
+                )
+                print(f"    {name}: warm-up and episodes {time.perf_counter() - w:.0f}s")
+            with (out / "gpu_precision.csv").open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(
+                    ["setting", "seed", "final_dev_accuracy", "i_tau", "iterations", "seconds"]
+                )
+                w.writerows(rows)
             print(
-                f"    {name:>18}: final dev {statistics.mean(accs):.3f}{spread} "
-                f"({', '.join(f'{a:.3f}' for a in accs)}); i_tau {[r[3] for r in mine]}; "
-                f"{ms:.2f} ms/iteration"
+                f"(e) keep-all ResNet-32, {iters} iterations, seeds {args.precision_seeds}, "
+                f"i_tau for tau={args.precision_tau} [{time.perf_counter() - t:.0f}s]"
             )
+            for name in dict.fromkeys(r[0] for r in rows):
+                mine = [r for r in rows if r[0] == name]
+                accs = [r[2] for r in mine]
+                ms = statistics.median(r[5] / r[4] * 1e3 for r in mine)
+                spread = f" +- {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
+                print(
+                    f"    {name:>18}: final dev {statistics.mean(accs):.3f}{spread} "
+                    f"({', '.join(f'{a:.3f}' for a in accs)}); i_tau {[r[3] for r in mine]}; "
+                    f"{ms:.2f} ms/iteration"
+                )
+
+    # (g) Other students' time per iteration (the transfer experiment's ResNet-110 among them).
+    if "g" in args.sections:
+        rows = []
+        for student in args.students:
+            for label in ("fp32", "bf16+channels_last"):
+                env = L2TEnv(
+                    "cifar10",
+                    device=dev,
+                    student=student,
+                    tau=1.0,
+                    max_iters=10**9,
+                    eval_every=10**6,
+                    **sized,
+                    **SETTINGS[label],
+                )
+                env.reset(seed=0)
+                rate = steps_per_second(env, sizes["cifar10"], sync)
+                rows.append((student, label, env.batch_size, 1 / rate))
+                print(
+                    f"(g) {student} {label} M={env.batch_size}: {1e3 / rate:.2f} ms/iteration "
+                    f"(keep-all, no dev evaluation, {sizes['cifar10']} iterations)"
+                )
+        with (out / "gpu_students.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["student", "setting", "M", "s_per_iter", "gpu"])
+            w.writerows([(*r, gpu) for r in rows])
+
     print(f"total {time.perf_counter() - started:.0f}s")
 
 

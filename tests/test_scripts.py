@@ -26,8 +26,12 @@ def test_gpu_check_runs_on_cpu(tmp_path):
     args = [
         "--device",
         "cpu",
-        "--curve-iters",
+        "--max-iters",
         "2",
+        "--precision-iters",
+        "2",
+        "--students",
+        "resnet20",
         "--blocks",
         "1",
         "--random-size",
@@ -48,8 +52,12 @@ def test_gpu_check_runs_on_cpu(tmp_path):
     # On a CPU section (a) compares the CPU with itself: two runs of the same seeds must be
     # bit-identical there (the CUDA comparison itself needs a GPU, see benchmarks/RESULTS.md).
     assert "(a) max |obs_cpu - obs_cpu|: Digits 0.00e+00" in out
+    assert "after each of 3 keep-all steps 0.00e+00, 0.00e+00, 0.00e+00, 0.00e+00" in out
     assert "(d) digits vector env N=2" in out
-    for name in ("gpu_overhead.csv", "gpu_vector.csv", "gpu_cifar_curve.csv"):
+    assert "(b) keep-all ResNet-32 episode (fp32), seed 0" in out
+    assert "(g) resnet20 fp32 M=8" in out
+    names = ("gpu_overhead.csv", "gpu_vector.csv", "gpu_cifar_curve.csv", "gpu_students.csv")
+    for name in names:
         assert (tmp_path / name).exists()
 
 
