@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
     title = f"transfer {_describe(source)} -> {_describe(target)}"
     summary = write_report(target, results, list(learned), title, notes)
     configs = {"source": dataclasses.asdict(source), "target": dataclasses.asdict(target)}
-    (out / "config.json").write_text(json.dumps({**configs, **vars(args)}, indent=1))
+    # The configs last: the --source/--target task names would otherwise replace them.
+    (out / "config.json").write_text(json.dumps({**vars(args), **configs}, indent=1))
     print(summary)
     print(f"\nwrote {out}/summary.md, runs.csv, curves.png, to_tau_box.png, keep_ratio.png")
     return results
