@@ -24,11 +24,14 @@ decoded once and cached under the data root; ``l2t_gym.data.cifar10_jpg``), on a
         --target mnist --target-offline-mnist ../shared/data/mnist --device cuda \\
         --out benchmarks/out/transfer_cifar10_mnist
 
-The same route, tiny enough for one CPU thread (seconds; what tests/test_compare_scripts.py runs
-on a fabricated mirror; it measures nothing):
+The same route, tiny enough for one CPU thread: tests/test_compare_scripts.py runs this on a
+fabricated mirror of 20 training images per class (``write_mirror`` in tests/fabricate.py), about
+20 s; it measures nothing. On the real mirror the dev checks (2,500 images a fold) and the test
+checks (10,000) dominate; add ``--source-arg dev_fraction=0.01 --target-arg dev_fraction=0.01
+--target-arg report_test=False`` there (about 1.5 min on one thread once the mirror is cached).
 
     python benchmarks/transfer.py --source cifar10 --target cifar10 \\
-        --source-offline-cifar10 ../shared/data --target-offline-cifar10 ../shared/data \\
+        --source-offline-cifar10 MIRROR --target-offline-cifar10 MIRROR \\
         --source-arg student='"resnet20"' --target-arg student='"resnet110"' \\
         --source-arg max_iters=3 --target-arg max_iters=3 --source-arg eval_every=1 \\
         --target-arg eval_every=1 --source-arg batch_size=8 --target-arg batch_size=8 \\
