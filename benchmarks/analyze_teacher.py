@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--offline-mnist", default=None, metavar="DIR", help="MNIST: the offline real subset"
     )
     ap.add_argument(
+        "--offline-cifar10", default=None, metavar="DIR", help="CIFAR-10: the JPEG mirror's folder"
+    )
+    ap.add_argument(
         "--seeds", type=int, nargs="+", default=list(range(10)), help="one student each"
     )
     ap.add_argument(
@@ -81,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         env_args=parse_key_values(args.env_arg),
         device=args.device,
         offline_mnist=args.offline_mnist,
+        offline_cifar10=args.offline_cifar10,
         episodes=episodes,
         students_per_update=max(1, min(4, episodes)),
         lr=0.03,

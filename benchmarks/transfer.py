@@ -8,9 +8,35 @@ next to the heuristics and, optionally, a teacher trained on the target itself.
     # Digits -> real MNIST (both 10 classes: d = 25), MNIST from the offline subset
     python benchmarks/transfer.py --source digits --target mnist \\
         --target-offline-mnist ../shared/data/mnist --out benchmarks/out/transfer_mnist
-    # Where data and a GPU are present: ResNet-32 -> ResNet-110, MNIST <-> CIFAR-10
+
+Real CIFAR-10 from the JPEG mirror (``--source-offline-cifar10`` / ``--target-offline-cifar10``,
+decoded once and cached under the data root; ``l2t_gym.data.cifar10_jpg``), on a GPU:
+
+    # ResNet-32 (the task's student) -> ResNet-110
     python benchmarks/transfer.py --source cifar10 --target cifar10 \\
-        --target-arg student='"resnet110"' --device cuda
+        --target-arg student='"resnet110"' --source-offline-cifar10 ../shared/data \\
+        --target-offline-cifar10 ../shared/data --device cuda --out benchmarks/out/transfer_r110
+    # MNIST (MLP) -> CIFAR-10 (ResNet-32), and back: both d = 25
+    python benchmarks/transfer.py --source mnist --source-offline-mnist ../shared/data/mnist \\
+        --target cifar10 --target-offline-cifar10 ../shared/data --device cuda \\
+        --out benchmarks/out/transfer_mnist_cifar10
+    python benchmarks/transfer.py --source cifar10 --source-offline-cifar10 ../shared/data \\
+        --target mnist --target-offline-mnist ../shared/data/mnist --device cuda \\
+        --out benchmarks/out/transfer_cifar10_mnist
+
+The same route, tiny enough for one CPU thread: tests/test_compare_scripts.py runs this on a
+fabricated mirror of 20 training images per class (``write_mirror`` in tests/fabricate.py), about
+20 s; it measures nothing. On the real mirror the dev checks (2,500 images a fold) and the test
+checks (10,000) dominate; add ``--source-arg dev_fraction=0.01 --target-arg dev_fraction=0.01
+--target-arg report_test=False`` there (about 1.5 min on one thread once the mirror is cached).
+
+    python benchmarks/transfer.py --source cifar10 --target cifar10 \\
+        --source-offline-cifar10 MIRROR --target-offline-cifar10 MIRROR \\
+        --source-arg student='"resnet20"' --target-arg student='"resnet110"' \\
+        --source-arg max_iters=3 --target-arg max_iters=3 --source-arg eval_every=1 \\
+        --target-arg eval_every=1 --source-arg batch_size=8 --target-arg batch_size=8 \\
+        --episodes 2 --students-per-update 2 --students 2 --sweep-students 1 --ratios 0.5 \\
+        --device cpu --out benchmarks/out/transfer_tiny
 
 The target comparison is compare_teachers.py's (``l2t_gym.experiment.compare_teachers``): the
 same student seeds for every teacher, heuristics at the transferred teacher's keep ratio,
@@ -29,6 +55,7 @@ from pathlib import Path
 import torch
 
 from l2t_gym.experiment import (
+    OFFLINE_DATA,
     ExperimentConfig,
     TrainedTeacher,
     add_arguments,
@@ -76,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
                 task=args.target,
                 env_args=parse_key_values(args.target_arg, "--target-arg"),
                 offline_mnist=args.target_offline_mnist,
+                offline_cifar10=args.target_offline_cifar10,
             ),
         )
         source = dataclasses.replace(
@@ -83,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
             task=args.source,
             env_args=parse_key_values(args.source_arg, "--source-arg"),
             offline_mnist=args.source_offline_mnist,
+            offline_cifar10=args.source_offline_cifar10,
         )
     except ValueError as err:
         ap.error(str(err))
@@ -122,7 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
     title = f"transfer {_describe(source)} -> {_describe(target)}"
     summary = write_report(target, results, list(learned), title, notes)
     configs = {"source": dataclasses.asdict(source), "target": dataclasses.asdict(target)}
-    (out / "config.json").write_text(json.dumps({**configs, **vars(args)}, indent=1))
+    # The configs last: the --source/--target task names would otherwise replace them.
+    (out / "config.json").write_text(json.dumps({**vars(args), **configs}, indent=1))
     print(summary)
     print(f"\nwrote {out}/summary.md, runs.csv, curves.png, to_tau_box.png, keep_ratio.png")
     return results
@@ -130,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
 
 def _describe(cfg: ExperimentConfig) -> str:
     student = cfg.env_args.get("student")
-    data = " (offline real MNIST)" if cfg.offline_mnist else ""
+    offline = [name for field, (_, name) in OFFLINE_DATA.items() if getattr(cfg, field)]
+    data = "".join(f" (offline real {name})" for name in offline)
     return f"{cfg.env_id}{data}" + (f" with {student}" if student else "")
 
 
@@ -153,6 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--target-arg", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--source-offline-mnist", default=None, metavar="DIR")
     ap.add_argument("--target-offline-mnist", default=None, metavar="DIR")
+    ap.add_argument("--source-offline-cifar10", default=None, metavar="DIR")
+    ap.add_argument("--target-offline-cifar10", default=None, metavar="DIR")
     ap.add_argument("--teacher", default=None, help="a saved source teacher (skips training)")
     ap.add_argument("--native-episodes", type=int, default=0, help="0: no native teacher")
     defaults = ExperimentConfig(out="benchmarks/out/transfer")

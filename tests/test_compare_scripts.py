@@ -5,7 +5,9 @@ write their files and refuse bad arguments (the recipes themselves are tests/tes
 from __future__ import annotations
 
 import csv
+import json
 
+from fabricate import write_mirror
 from script_runner import run
 
 TINY = ["--students", "2", "--episodes", "2", "--students-per-update", "2"]
@@ -64,6 +66,39 @@ def test_transfer_smoke(tmp_path):
     trans = [r["iteration"] for r in table if r["teacher"] == "transferred"]
     again = [r["iteration"] for r in table if r["teacher"] == "again"]
     assert trans == again and trans
+
+
+def tiny_cifar10(side: str, student: str) -> list[str]:
+    """One side of a transfer on CIFAR-10 small enough for a CPU: 3 iterations of 8 images."""
+    args = [f"student={student!r}", "max_iters=3", "eval_every=1", "batch_size=8"]
+    return [item for arg in args for item in (f"--{side}-arg", arg)]
+
+
+def test_transfer_resnet20_to_resnet110_on_a_fabricated_cifar10_mirror(tmp_path, monkeypatch):
+    # 20 images a class: each fold's dev set (dev_fraction 0.1) holds one image of every class.
+    write_mirror(tmp_path / "mirror", per_class=20, test_per_class=1)
+    monkeypatch.setenv("L2T_DATA", str(tmp_path / "data_root"))  # the decoded cache goes here
+    mirror = str(tmp_path / "mirror")
+    args = ["--source", "cifar10", "--target", "cifar10", "--source-offline-cifar10", mirror]
+    args += ["--target-offline-cifar10", mirror, "--device", "cpu", *TINY[:6]]
+    args += ["--sweep-students", "1", "--ratios", "0.5", "--out", str(tmp_path / "out")]
+    args += [*tiny_cifar10("source", "resnet20"), *tiny_cifar10("target", "resnet110")]
+    out = run("benchmarks/transfer.py", *args).stdout
+    title = "## transfer L2T-CIFAR10-v0 (offline real CIFAR-10) with resnet20 -> "
+    assert title + "L2T-CIFAR10-v0 (offline real CIFAR-10) with resnet110" in out
+    assert "| transferred |" in out and "| noteach |" in out
+    configs = json.loads((tmp_path / "out" / "config.json").read_text())
+    for side, student in (("source", "resnet20"), ("target", "resnet110")):
+        assert configs[side]["offline_cifar10"] == mirror
+        assert configs[side]["env_args"]["student"] == student
+    assert len(list((tmp_path / "data_root" / "cache").glob("cifar10-jpg-*.npz"))) == 1
+
+
+def test_transfer_refuses_cifar10_data_for_another_task(tmp_path):
+    args = ["--source-offline-cifar10", str(tmp_path), "--out", str(tmp_path / "out")]
+    err = run("benchmarks/transfer.py", *args, expect=2).stderr
+    assert "usage: transfer.py" in err
+    assert "offline_cifar10: it is CIFAR-10 data; the task is 'digits'" in err
 
 
 def test_tune_teacher_smoke(tmp_path):

