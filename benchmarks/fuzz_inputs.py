@@ -91,7 +91,7 @@ def valid_argument(name: str, v: Any, vector: bool) -> bool:
     if name in INTS:
         return _int(v) and v >= 1
     if name in ("fold", "split"):
-        return v in ("teacher", "student") and isinstance(v, str)
+        return isinstance(v, str) and v in ("teacher", "student")
     if name == "mode":
         return isinstance(v, str) and v in (("paper",) if vector else ("paper", "mask"))
     if name == "student":  # a name that reads (1, 8, 8) images, or a factory of a module
@@ -117,7 +117,9 @@ def valid_argument(name: str, v: Any, vector: bool) -> bool:
             return isinstance(v, (bool, np.bool_)) and not (vector and v)
         return isinstance(v, (bool, np.bool_))
     if name == "device":
-        return (isinstance(v, str) and v in ("auto", "cpu")) or v == torch.device("cpu")
+        return (isinstance(v, str) and v in ("auto", "cpu")) or (
+            isinstance(v, torch.device) and v == torch.device("cpu")
+        )
     if name == "data_root":
         return isinstance(v, (str, Path))
     if name == "data":

@@ -25,6 +25,19 @@ import numpy as np
 NUM_CLASSES = 10
 MNIST_SHAPE = (28, 28)
 CIFAR_SHAPE = (3, 32, 32)
+# CIFAR-10's classes in label order (batches.meta), as the JPEG mirror names its folders.
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 # The IDX "magic" number is two zero bytes, a type code (0x08: unsigned byte) and the number of
 # dimensions; it and every dimension size are big-endian uint32.
@@ -144,18 +157,7 @@ def write_cifar10(
         folder / "batches.meta",
         {
             "num_cases_per_batch": n_per_batch,
-            "label_names": [
-                "airplane",
-                "automobile",
-                "bird",
-                "cat",
-                "deer",
-                "dog",
-                "frog",
-                "horse",
-                "ship",
-                "truck",
-            ],
+            "label_names": list(CIFAR10_CLASSES),
             "num_vis": int(np.prod(CIFAR_SHAPE)),
         },
     )
@@ -298,20 +300,6 @@ def tar_gz(folder: Path | None = None, arcname: str = "", extra: tuple[Member, .
 
 
 # -- the CIFAR-10 JPEG mirror (l2t_gym.data.cifar10_jpg) ------------------------------------------
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
-
-
 def jpeg(pixels: np.ndarray) -> bytes:
     """uint8 (H, W, 3) pixels as JPEG bytes (quality 95)."""
     from PIL import Image  # only the JPEG mirror needs Pillow
