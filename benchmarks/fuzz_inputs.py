@@ -131,6 +131,10 @@ def valid_argument(name: str, v: Any, vector: bool) -> bool:
         return isinstance(v, str) and v in ("fp32", "bf16")
     if name == "render_mode":
         return v is None
+    if name == "reward":
+        return isinstance(v, str) and v in ("paper", "thresholds")
+    if name in ("taus", "tau_weights"):  # alone, under the default reward="paper": refused
+        return False
     raise KeyError(name)
 
 

@@ -27,6 +27,7 @@ from l2t_gym.models import build_student, check_student_input, check_student_nam
 from l2t_gym.tasks import TASKS, TaskSpec
 
 Mode = Literal["paper", "mask"]
+Reward = Literal["paper", "thresholds"]
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 ReportTest = bool | Literal["end", "eval"]
@@ -63,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "precision": "fp32",
     "channels_last": False,
     "compile": False,
+    "reward": "paper",
+    "taus": None,
+    "tau_weights": None,
 }
 #: A student whose average training loss exceeds this many times ln C (the loss of a uniform
 #: guess over C classes) has diverged: no healthy run comes near it (a uniform guess scores 1, a
@@ -103,6 +107,10 @@ class Settings:
     precision: Precision
     channels_last: bool
     compile: bool
+    reward: Reward
+    #: With ``reward="thresholds"``: the thresholds and their weights (None under the paper's).
+    taus: tuple[float, ...] | None
+    tau_weights: tuple[float, ...] | None
 
     @classmethod
     def resolve(cls, task: str = "digits", **kwargs: Any) -> Settings:
@@ -131,9 +139,11 @@ class Settings:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
         spec = TASKS[task]
         values = {**DEFAULTS, **{k: v for k, v in kwargs.items() if v is not None}}
+        tau_given = "tau" in values  # before the task's default fills it in
         for name in TASK_DEFAULTS:
             values.setdefault(name, getattr(spec, name))
-        settings = cls(task=task, spec=spec, **_checked(values, spec))
+        checked = _checked(values, spec)
+        settings = cls(task=task, spec=spec, **{**checked, **_reward(values, spec, tau_given)})
         settings._check()
         return settings
 
@@ -290,6 +300,64 @@ def _checked(values: dict[str, Any], spec: TaskSpec) -> dict[str, Any]:
         "channels_last": _flag("channels_last", values["channels_last"]),
         "compile": _flag("compile", values["compile"]),
     }
+
+
+def _reward(values: dict[str, Any], spec: TaskSpec, tau_given: bool) -> dict[str, Any]:
+    """``reward``, ``taus`` and ``tau_weights`` checked together, with ``tau``: under
+    ``reward="thresholds"`` the episode ends at the highest of ``taus``, so that is ``tau``.
+
+    Nothing is silently ignored: ``taus`` or ``tau_weights`` with the paper's reward, or a ``tau``
+    passed with the thresholds that is not their highest, is a ValueError naming it. Missing
+    ``taus`` / ``tau_weights`` are the task's ``thresholds`` / ``threshold_weights``.
+    """
+    reward = _choice("reward", values["reward"], ("paper", "thresholds"))
+    taus, weights = values["taus"], values["tau_weights"]
+    if reward == "paper":
+        for name, value in (("taus", taus), ("tau_weights", weights)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} is used only with reward='thresholds' (got reward='paper', whose "
+                    f"one threshold is tau), got {name}={value!r}"
+                )
+        return {"reward": reward, "taus": None, "tau_weights": None}
+    taus = _reals("taus", spec.thresholds if taus is None else taus, 0.0, 1.0, "(0, 1]", True)
+    if any(b <= a for a, b in zip(taus, taus[1:], strict=False)):
+        raise ValueError(f"taus must be strictly increasing, got {taus}")
+    weights = _reals(
+        "tau_weights", spec.threshold_weights if weights is None else weights, 0.0, math.inf, ">= 0"
+    )
+    if len(weights) != len(taus):
+        given = "got" if values["tau_weights"] is not None else "the task's default is"
+        raise ValueError(
+            f"tau_weights must hold one weight per threshold of taus ({len(taus)}), {given} "
+            f"{weights}"
+        )
+    if not any(weights):
+        raise ValueError(f"tau_weights must not all be 0 (the reward would be 0), got {weights}")
+    if tau_given and float(values["tau"]) != taus[-1]:
+        raise ValueError(
+            f"tau={values['tau']!r} conflicts with reward='thresholds': the episode ends at the "
+            f"highest of taus ({taus[-1]}); leave tau out or make it taus[-1]"
+        )
+    return {"reward": reward, "taus": taus, "tau_weights": weights, "tau": taus[-1]}
+
+
+def _reals(
+    name: str, value: Any, low: float, high: float, expected: str, low_open: bool = False
+) -> tuple[float, ...]:
+    """A non-empty tuple, list or 1-D array of finite numbers in a range, as a tuple of floats."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(
+            f"{name} must be a tuple of numbers {expected}, got {value!r} ({type(value).__name__})"
+        )
+    if not value:
+        raise ValueError(f"{name} must hold at least one number {expected}, got {value!r}")
+    return tuple(
+        _real(f"{name}[{k}]", v, low, high, expected, low_open=low_open)
+        for k, v in enumerate(value)
+    )
 
 
 def require_integer(name: str, value: Any, low: int = 1) -> int:

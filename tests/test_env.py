@@ -51,8 +51,9 @@ def test_the_settings_read_as_the_envs_attributes():
     env = make(max_iters=17)
     assert env.max_iters == env.settings.max_iters == 17
     assert env.fold == "teacher" and env.batch_size == 32
-    with pytest.raises(AttributeError, match="no attribute 'taus'"):
-        env.taus  # noqa: B018
+    assert env.reward == "paper" and env.taus is None
+    with pytest.raises(AttributeError, match="no attribute 'tauz'"):
+        env.tauz  # noqa: B018
 
 
 def test_rendering_is_refused():

@@ -92,10 +92,10 @@ def test_every_argument_is_documented_in_the_env_and_taken_by_both_envs():
 
 # -- errors -----------------------------------------------------------------------------------
 def test_an_unknown_argument_is_a_type_error_that_names_it_and_lists_the_arguments():
-    with pytest.raises(TypeError, match="unexpected argument.*taus.*tau, max_iters"):
-        resolve(taus=0.5)
-    with pytest.raises(TypeError, match="taus"):
-        L2TEnv("digits", taus=0.5)
+    with pytest.raises(TypeError, match="unexpected argument.*tua.*tau, max_iters"):
+        resolve(tua=0.5)
+    with pytest.raises(TypeError, match="tua"):
+        L2TEnv("digits", tua=0.5)
 
 
 @pytest.mark.parametrize(
@@ -311,3 +311,57 @@ def test_the_optimiser_is_sgd_with_momentum_adam_or_the_callable_given():
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["lr"] == 0.003
     own = resolve(optimizer=lambda p: torch.optim.RMSprop(p, lr=0.5)).build_optimizer(params)
     assert isinstance(own, torch.optim.RMSprop)
+
+
+# -- reward="thresholds" --------------------------------------------------------------------
+@pytest.mark.parametrize("task", list(TASKS))
+def test_the_thresholds_default_to_the_tasks_and_end_at_its_tau(task):
+    settings = Settings.resolve(task, device="cpu", reward="thresholds")
+    spec = TASKS[task]
+    assert settings.taus == spec.thresholds and settings.tau_weights == spec.threshold_weights
+    assert settings.tau == spec.thresholds[-1] == spec.tau
+    assert len(spec.thresholds) == len(spec.threshold_weights)
+    assert list(spec.thresholds) == sorted(set(spec.thresholds))
+
+
+def test_the_paper_reward_has_no_thresholds():
+    settings = resolve()
+    assert settings.reward == "paper" and settings.taus is None and settings.tau_weights is None
+
+
+def test_given_taus_set_tau_to_their_highest_and_lists_and_arrays_become_tuples():
+    settings = resolve(reward="thresholds", taus=[0.5, 0.7], tau_weights=np.array([1, 3]))
+    assert settings.taus == (0.5, 0.7) and settings.tau_weights == (1.0, 3.0)
+    assert settings.tau == 0.7
+    assert resolve(reward="thresholds", taus=(0.5, 0.7), tau_weights=(1, 1), tau=0.7).tau == 0.7
+    with pytest.raises(ValueError, match="tau_weights.*per threshold.*task's default"):
+        resolve(reward="thresholds", taus=(0.5, 0.7))  # the task's three weights do not fit
+    # replace() passes every argument again, tau included: it must still agree.
+    assert settings.replace(fold="student").taus == (0.5, 0.7)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, named",
+    [
+        ({"reward": "dense"}, ValueError, "reward"),
+        ({"taus": (0.5, 0.9)}, ValueError, "taus.*reward='thresholds'"),
+        ({"tau_weights": (1.0,)}, ValueError, "tau_weights.*reward='thresholds'"),
+        ({"reward": "thresholds", "tau": 0.9}, ValueError, "tau=0.9 conflicts"),
+        ({"reward": "thresholds", "taus": ()}, ValueError, "taus"),
+        ({"reward": "thresholds", "taus": 0.9}, TypeError, "taus"),
+        ({"reward": "thresholds", "taus": "0.9"}, TypeError, "taus"),
+        ({"reward": "thresholds", "taus": (0.9, 0.8, 0.95)}, ValueError, "taus.*increasing"),
+        ({"reward": "thresholds", "taus": (0.8, 0.8, 0.9)}, ValueError, "taus.*increasing"),
+        ({"reward": "thresholds", "taus": (0.0, 0.8, 0.9)}, ValueError, r"taus\[0\]"),
+        ({"reward": "thresholds", "taus": (0.8, 0.9, 1.5)}, ValueError, r"taus\[2\]"),
+        ({"reward": "thresholds", "taus": (0.8, math.nan, 0.9)}, ValueError, r"taus\[1\]"),
+        ({"reward": "thresholds", "taus": (0.8, True, 0.9)}, TypeError, r"taus\[1\]"),
+        ({"reward": "thresholds", "tau_weights": (1.0, 1.0)}, ValueError, "tau_weights.*one"),
+        ({"reward": "thresholds", "tau_weights": (1.0, -1.0, 1.0)}, ValueError, "tau_weights"),
+        ({"reward": "thresholds", "tau_weights": (1.0, math.inf, 1.0)}, ValueError, "tau_w"),
+        ({"reward": "thresholds", "tau_weights": (0, 0.0, 0)}, ValueError, "weights must not all"),
+    ],
+)
+def test_bad_reward_arguments_are_refused_naming_the_argument(kwargs, error, named):
+    with pytest.raises(error, match=named):
+        resolve(**kwargs)
