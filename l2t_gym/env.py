@@ -61,6 +61,16 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
     T' = ``max_iters``; running out of clock gives 0 = -log(T'/T'). The clock is the number of
     student iterations i (the paper) plus ``candidate_cost`` times the candidate batches shown.
 
+    ``reward="thresholds"`` (off by default) rewards getting to several dev accuracies
+    ``taus`` = (tau_1 < ... < tau_K) early: sum_k w_k * -log(c_k / T'), w = ``tau_weights``, c_k
+    the clock at the first dev evaluation that reached tau_k. It too is paid once, on the step
+    that ends the episode (the return is what REINFORCE reads): a threshold never reached
+    adds 0, and the thresholds reached count however the episode ends (the highest threshold,
+    T', divergence or truncation). On every step ``info["tau_clocks"]`` (float64 array (K,))
+    holds the c_k, T' for a threshold not reached yet (the value whose term is 0), and
+    ``info["taus_reached"]`` how many thresholds were reached (they are reached in order); with
+    the paper's reward the info has neither.
+
     ## Starting State
 
     A freshly initialised student, evaluated once on the dev set, and its first candidate batch.
@@ -69,11 +79,12 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
 
     Terminated when a dev evaluation (every ``eval_every`` iterations, from iteration 1 on)
-    reaches ``tau``, when the clock reaches T', or when the student diverges
-    (``info["diverged"]``, reward 0): its logits or its average training loss stop being finite,
-    or that average passes ``divergence_loss`` (a student can explode and stay finite).
-    Truncated when the teacher has taken ``max_teacher_steps`` steps (a teacher that drops nearly
-    everything), reward 0.
+    reaches ``tau`` (with ``reward="thresholds"``, the highest of ``taus``), when the clock
+    reaches T', or when the student diverges (``info["diverged"]``): its logits or its average
+    training loss stop being finite, or that average passes ``divergence_loss`` (a student can
+    explode and stay finite). Truncated when the teacher has taken ``max_teacher_steps`` steps
+    (a teacher that drops nearly everything). Divergence and truncation pay 0 under the paper's
+    reward, and the terms of the thresholds reached so far under ``reward="thresholds"``.
 
     ## Arguments
 
@@ -94,6 +105,12 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       ``weight_decay``; ``augment`` (random crop + flip, on the device);
     * ``max_teacher_steps``: the truncation cap (default 10 x ``max_iters``);
     * ``candidate_cost``: clock units charged per candidate batch shown (default 0, the paper);
+    * ``reward``: "paper" (default, -log(c_tau / T')) or "thresholds" (see Rewards), with
+      ``taus`` (increasing, in (0, 1]) and ``tau_weights`` (one per threshold, finite, >= 0, not
+      all 0), tuples or lists that default to the task's ``thresholds`` and
+      ``threshold_weights``. The highest threshold ends the episode and is ``tau``: passing
+      ``tau`` with the thresholds is refused unless it equals ``taus[-1]``, and ``taus`` or
+      ``tau_weights`` with the paper's reward are refused (a ValueError naming them);
     * ``divergence_loss``: the average training loss past which the student counts as diverged
       (default 100 ln C, ``l2t_gym.settings.DIVERGENCE_LOSS``; ``math.inf`` keeps only the
       non-finite rule), and the cap of the loss columns;
@@ -119,7 +136,8 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
     * v0: initial release. Later in v0 (no change for a healthy student): the loss columns are
       capped at ``divergence_loss`` and a student whose average loss passes it counts as
       diverged (it used to run on, finite and exploding, to T'); a diverged student's row reads
-      ``avg_train_loss`` = ``divergence_loss`` instead of the largest float32.
+      ``avg_train_loss`` = ``divergence_loss`` instead of the largest float32. Later still,
+      the opt-in ``reward="thresholds"`` (the default reward, episode and info are unchanged).
     """
 
     metadata = {"render_modes": []}

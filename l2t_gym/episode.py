@@ -9,9 +9,14 @@ autoreset; neither states a rule of its own.
   clock is the iterations alone (``candidate_cost=0``).
 * **Reward.** 0 on every step but the last. Reaching ``tau`` at clock c_tau gives
   :func:`paper_reward` = -log(c_tau / T'); running out of clock gives 0 = -log(T'/T').
-* **End.** Terminated when a dev evaluation (every ``eval_every`` iterations) reaches ``tau``,
-  when the clock reaches T', or when the student diverges; truncated (reward 0) when the teacher
-  has taken ``max_teacher_steps`` steps without any of these.
+  ``reward="thresholds"`` pays :func:`thresholds_reward` instead, also once, at the end: the sum
+  over ``taus`` of w_k * -log(c_k / T'), c_k the clock at which dev accuracy first reached tau_k
+  (a term of 0 for a threshold never reached), whichever way the episode ended. The paper's
+  reward is its case of one threshold, ``tau``, of weight 1.
+* **End.** Terminated when a dev evaluation (every ``eval_every`` iterations) reaches ``tau``
+  (under ``reward="thresholds"`` the highest of ``taus``), when the clock reaches T', or when
+  the student diverges; truncated when the teacher has taken ``max_teacher_steps`` steps without
+  any of these.
 """
 
 from __future__ import annotations
@@ -33,6 +38,23 @@ def paper_reward(clock: float, max_iters: int) -> float:
     """-log(c_tau / T'): the reward for reaching tau at clock value ``clock`` (Fan et al. 2018,
     section 4.3), 0 at T' and growing as the student gets there sooner."""
     return -math.log(clock / max_iters)
+
+
+def thresholds_reward(clocks: Sequence[float], weights: Sequence[float], max_iters: int) -> float:
+    """sum_k w_k * -log(c_k / T'): the reward of ``reward="thresholds"``, and with one threshold
+    of weight 1 :func:`paper_reward`'s value, bit for bit.
+
+    :param clocks: (K,) the clock values c_k at which dev accuracy first reached each threshold;
+        T' for one never reached, whose term is 0 = -log(T'/T').
+    :param weights: (K,) the weights w_k, >= 0.
+    :param max_iters: T', the clock's budget.
+    :return: the reward, a Python float (0.0 when no threshold was reached).
+    """
+    return math.fsum(
+        w * paper_reward(c, max_iters)
+        for w, c in zip(weights, clocks, strict=True)
+        if c != max_iters  # exactly 0, left out so that no -0.0 comes back
+    )
 
 
 def observation_space(settings: Settings) -> spaces.Box:
@@ -115,6 +137,15 @@ class Episodes:
         self.clocks = [0.0] * self.n
         self.reached_tau = [False] * self.n
         self.diverged = [False] * self.n
+        #: The reward's thresholds and weights: ``taus`` and ``tau_weights`` under
+        #: ``reward="thresholds"``, (tau,) and (1,) under the paper's; and per student the clock
+        #: at which dev accuracy first reached each threshold (K floats, T' until then: the value
+        #: whose term is 0; NaN would make equal episodes compare unequal) and how many it has
+        #: reached (the thresholds increase, so they are reached in order: a prefix).
+        self.taus = settings.taus or (settings.tau,)
+        self.tau_weights = settings.tau_weights or (1.0,)
+        self.tau_clocks = [[float(settings.max_iters)] * len(self.taus) for _ in range(self.n)]
+        self.taus_reached = [0] * self.n
 
     def start(self, i: int, rng: np.random.Generator) -> None:
         """A new episode in slot ``i``: a fresh student, all of it seeded from ``rng``, evaluated
@@ -124,6 +155,8 @@ class Episodes:
         self.teacher_step[i] = self.instances_seen[i] = self.kept_instances[i] = 0
         self.clocks[i] = 0.0
         self.reached_tau[i] = self.diverged[i] = False
+        self.tau_clocks[i] = [float(self.settings.max_iters)] * len(self.taus)
+        self.taus_reached[i] = 0
         self.run.evaluate("dev", [i])
         if self.settings.report_test == "eval":
             self.run.evaluate("test", [i])
@@ -145,7 +178,14 @@ class Episodes:
     ) -> tuple[np.ndarray, list[float], list[bool], list[bool]]:
         """Apply keep masks (N, M) bool; only the ``students`` listed (all when None) take a
         step, the others sit it out. Returns the next observations (N, M, d) and, per student,
-        the reward, terminated and truncated."""
+        the reward, terminated and truncated.
+
+        The reward is paid once, on the step that ends the episode (terminated or truncated),
+        as the sum of the terms of the thresholds reached by then; every other reward is 0.
+        REINFORCE, the paper's algorithm, reads only the return, and under the paper's reward
+        an episode that ends without reaching tau earns 0. A threshold reached counts however
+        the episode ends (tau, T', divergence or truncation): the reward depends only on which
+        thresholds were reached and when."""
         s, run, n = self.settings, self.run, self.n
         slots = range(n) if students is None else students
         n_kept = keep.sum(axis=1, dtype=np.intp).tolist()
@@ -156,19 +196,23 @@ class Episodes:
             self.kept_instances[i] += n_kept[i]
         trained = run.offer(keep, students, n_kept)
         due = [i for i in trained if run.iteration[i] % s.eval_every == 0]
-        reached = set()
         if due:
             run.evaluate("dev", due)
             if s.report_test == "eval":
                 run.evaluate("test", due)
-            reached = {i for i in due if run.dev_accuracy[i] >= s.tau}
+        evaluated = set(due)
         rewards, terminated, truncated = [0.0] * n, [False] * n, [False] * n
         iteration, cost = run.iteration, s.candidate_cost
         for i in slots:
             self.clocks[i] = clock = iteration[i] + cost * self.teacher_step[i]
-            if i in reached:
+            if i in evaluated:
+                k, taus = self.taus_reached[i], self.taus
+                while k < len(taus) and run.dev_accuracy[i] >= taus[k]:
+                    self.tau_clocks[i][k] = clock
+                    k += 1
+                self.taus_reached[i] = k
+            if i in evaluated and run.dev_accuracy[i] >= s.tau:
                 self.reached_tau[i] = terminated[i] = True
-                rewards[i] = paper_reward(clock, s.max_iters)
             elif clock >= s.max_iters:
                 terminated[i] = True
             truncated[i] = self.teacher_step[i] >= s.max_teacher_steps
@@ -177,6 +221,8 @@ class Episodes:
         for i in slots:
             terminated[i] = terminated[i] or self.diverged[i]
             truncated[i] = truncated[i] and not terminated[i]
+            if terminated[i] or truncated[i]:
+                rewards[i] = thresholds_reward(self.tau_clocks[i], self.tau_weights, s.max_iters)
         return obs, rewards, terminated, truncated
 
     # -- info ---------------------------------------------------------------------------------
@@ -199,9 +245,15 @@ class Episodes:
         if s.report_test == "eval":
             columns["test_accuracy"] = run.test_accuracy
             columns["test_seconds"] = run.test_seconds
+        if s.reward == "thresholds":
+            columns["taus_reached"] = self.taus_reached
         if i is None:
-            return {k: np.array(v) for k, v in columns.items()}
-        return {k: v[i] for k, v in columns.items()}
+            info = {k: np.array(v) for k, v in columns.items()}
+        else:
+            info = {k: v[i] for k, v in columns.items()}
+        if s.reward == "thresholds":  # (K,) per student: an array, (N, K) for all
+            info["tau_clocks"] = np.array(self.tau_clocks if i is None else self.tau_clocks[i])
+        return info
 
     def final_info(self, ended: Sequence[int]) -> dict[str, list[float]]:
         """What the info adds at the end of the episodes of the ``ended`` students, as lists of

@@ -97,7 +97,11 @@ class Driver:
 
     def _per_sub_env(self, info: dict[str, Any]) -> list[dict[str, Any]]:
         return [
-            {k: v[i].item() for k, v in info.items() if not k.startswith("_") and info[f"_{k}"][i]}
+            {
+                k: v[i].item() if v[i].ndim == 0 else v[i]  # (N, K) rows stay arrays
+                for k, v in info.items()
+                if not k.startswith("_") and info[f"_{k}"][i]
+            }
             for i in range(self.n)
         ]
 

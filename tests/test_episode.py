@@ -27,7 +27,7 @@ from driver import (
     keep_first,
 )
 
-from l2t_gym.episode import check_keep_masks, paper_reward
+from l2t_gym.episode import check_keep_masks, paper_reward, thresholds_reward
 
 M = 32  # Digits' batch size
 #: What every info holds, at every reset and step (GUIDE section 2, and the clock and pool).
@@ -408,6 +408,108 @@ def test_observations_stay_on_their_scale_through_healthy_and_diverged_episodes(
                 assert driver.single_observation_space.contains(step.obs), kwargs
     low, high = driver.single_observation_space.low, driver.single_observation_space.high
     assert np.isfinite(low).all() and np.isfinite(high).all() and high.max() < 1e3
+
+
+# -- reward="thresholds" ---------------------------------------------------------------------
+WEIGHTS = (1 / 6, 1 / 3, 1 / 2)
+
+
+def first_clocks(episode, taus) -> list[float]:
+    """From the record alone: the clock of the first step (not the reset) whose dev accuracy
+    reached each of ``taus``, NaN if none did."""
+    return [
+        next((s.info["clock"] for s in episode[1:] if s.info["dev_accuracy"] >= tau), math.nan)
+        for tau in taus
+    ]
+
+
+def as_info(clocks, t_prime) -> list[float]:
+    """``info["tau_clocks"]`` shows T' for a threshold not reached."""
+    return [t_prime if math.isnan(c) else c for c in clocks]
+
+
+def weighted_minus_logs(clocks, weights, t_prime) -> float:
+    terms = zip(weights, clocks, strict=True)
+    return sum(w * -math.log(c / t_prime) for w, c in terms if not math.isnan(c))
+
+
+def test_thresholds_pay_the_weighted_minus_logs_of_the_first_clocks_at_the_highest_tau(shell):
+    driver = Driver(shell, reward="thresholds")
+    taus, t_prime = (0.85, 0.90, 0.93), driver.settings.max_iters
+    assert driver.settings.taus == taus and driver.settings.tau == 0.93
+    for episode in first_episodes(driver, keep_all, seed=0):
+        last, info = episode[-1], episode[-1].info
+        clocks = first_clocks(episode, taus)
+        assert last.terminated and not last.truncated and info["reached_tau"]
+        assert info["dev_accuracy"] >= 0.93 and clocks[2] == info["clock"] < t_prime
+        np.testing.assert_array_equal(info["tau_clocks"], clocks)
+        assert (
+            info["tau_clocks"].dtype == np.float64
+            and info["taus_reached"] == 3
+            and clocks[0] <= clocks[1] <= clocks[2]
+        )
+        assert last.reward == pytest.approx(weighted_minus_logs(clocks, WEIGHTS, t_prime))
+        assert last.reward > 0.0 and all(step.reward == 0.0 for step in episode[:-1])
+        # The clocks show up as they are reached, NaN before.
+        for step in episode[:-1]:
+            reached = [c <= step.info["clock"] for c in clocks]
+            assert step.info["taus_reached"] == sum(reached)
+            shown = [c if r else t_prime for c, r in zip(clocks, reached, strict=True)]
+            np.testing.assert_array_equal(step.info["tau_clocks"], shown)
+
+
+def test_thresholds_never_reached_add_nothing_and_t_prime_ends_the_episode(shell):
+    taus, weights = (0.5, 0.8, 1.0), (1.0, 2.0, 3.0)
+    driver = Driver(shell, reward="thresholds", taus=taus, tau_weights=weights, max_iters=40)
+    for episode in first_episodes(driver, keep_all, seed=1):
+        last, info = episode[-1], episode[-1].info
+        clocks = first_clocks(episode, taus)
+        assert last.terminated and not info["reached_tau"] and info["iteration"] == 40
+        assert not math.isnan(clocks[1]) and math.isnan(clocks[2])  # 0.5 and 0.8, never 1.0
+        np.testing.assert_array_equal(info["tau_clocks"], as_info(clocks, 40))
+        assert info["taus_reached"] == 2
+        expected = -math.log(clocks[0] / 40) - 2 * math.log(clocks[1] / 40)
+        assert last.reward == pytest.approx(expected) and last.reward > 0.0
+        assert all(step.reward == 0.0 for step in episode[:-1])
+
+
+def test_thresholds_reached_before_a_truncation_are_paid_at_the_truncation(shell):
+    steps = iter(range(10**6))
+    train_then_drop = lambda obs: np.full(obs.shape[:2], next(steps) < 15)  # noqa: E731
+    driver = Driver(
+        shell, reward="thresholds", taus=(0.5, 1.0), tau_weights=(2.0, 1.0), max_teacher_steps=30
+    )
+    for episode in first_episodes(driver, train_then_drop, seed=2):
+        last, info = episode[-1], episode[-1].info
+        clock = first_clocks(episode, (0.5,))[0]
+        assert last.truncated and not last.terminated and len(episode) == 31
+        assert 1 <= clock <= 15 and info["taus_reached"] == 1
+        assert last.reward == pytest.approx(2 * -math.log(clock / 100))
+        assert all(step.reward == 0.0 for step in episode[:-1])
+
+
+def test_thresholds_reached_before_a_divergence_are_paid_when_it_ends_the_episode(shell):
+    # lr 1e10 explodes the student within a few steps; its first dev evaluation still finds
+    # some instances right, past a threshold of 1%.
+    driver = Driver(shell, reward="thresholds", taus=(0.01, 1.0), tau_weights=(1.0, 1.0), lr=1e10)
+    for episode in first_episodes(driver, keep_all, seed=0):
+        last, info = episode[-1], episode[-1].info
+        clock = first_clocks(episode, (0.01,))[0]
+        assert info["diverged"] and last.terminated and not info["reached_tau"]
+        assert clock == 1.0 and info["taus_reached"] == 1
+        assert last.reward == pytest.approx(-math.log(1 / 100))
+        assert all(step.reward == 0.0 for step in episode[:-1])
+
+
+def test_the_paper_reward_is_thresholds_reward_of_tau_alone_and_its_info_has_no_tau_clocks():
+    env = Driver("single")
+    episode = first_episodes(env, keep_all, seed=3)[0]
+    assert set(episode[-1].info) == INFO_KEYS | {"final_dev_accuracy"}
+    clock = episode[-1].info["clock"]
+    assert thresholds_reward([clock], [1.0], 100) == paper_reward(clock, 100) == episode[-1].reward
+    assert thresholds_reward([100.0, 5.0], [1.0, 0.5], 100) == 0.5 * paper_reward(5.0, 100)
+    reward = thresholds_reward([100.0], [1.0], 100)
+    assert reward == 0.0 and math.copysign(1.0, reward) == 1.0  # +0.0, as the paper's
 
 
 # -- rules only the single env has --------------------------------------------------------------

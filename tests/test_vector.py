@@ -97,10 +97,10 @@ def test_sub_env_i_gets_seed_plus_i_or_the_seed_listed_for_it():
         envs.reset(seed=[1, 2])
 
 
-def lockstep(task, n, steps, keep_prob, seed=10, first_keeps_all=False, **kwargs):
+def lockstep(task, n, steps, keep_prob, seed=10, first_keeps_all=False, rewards=None, **kwargs):
     """Drive a vector env and n single envs with the same seeds and actions; return the worst
     observation difference and how many episodes ended (the single envs reset as next-step
-    autoreset does)."""
+    autoreset does). The single envs' rewards are appended to ``rewards`` if given."""
     venv = L2TVectorEnv(n, task, **kwargs)
     envs = [L2TEnv(task, **kwargs) for _ in range(n)]
     vobs, _ = venv.reset(seed=seed)
@@ -126,8 +126,13 @@ def lockstep(task, n, steps, keep_prob, seed=10, first_keeps_all=False, **kwargs
                 assert info["iteration"] == vinfo["iteration"][i]
                 assert info["teacher_step"] == vinfo["teacher_step"][i]
                 assert info["pool_size"] == vinfo["pool_size"][i]
+                if "tau_clocks" in info:
+                    np.testing.assert_array_equal(info["tau_clocks"], vinfo["tau_clocks"][i])
+                    assert info["taus_reached"] == vinfo["taus_reached"][i]
             assert (term, trunc) == (vterm[i], vtrunc[i])
             assert reward == pytest.approx(vrew[i], abs=1e-9)
+            if rewards is not None:
+                rewards.append(reward)
             worst = max(worst, float(np.abs(obs - vobs[i]).max()))
     return worst, ended
 
@@ -136,6 +141,17 @@ def test_digits_students_equal_separate_envs_across_episodes_and_autoresets():
     worst, ended = lockstep("digits", 3, 150, 0.6, device="cpu", max_iters=40)
     assert ended >= 3  # episodes ended and sub-envs were reset along the way
     assert worst < 1e-4
+
+
+def test_thresholds_rewards_and_clocks_equal_separate_envs_across_episodes():
+    # T' = 40 is short of 0.93 for most students: episodes end at T' with some thresholds
+    # reached and some not, and at the highest, with every threshold reached.
+    rewards = []
+    _, ended = lockstep(
+        "digits", 3, 150, 0.6, rewards=rewards, device="cpu", max_iters=40, reward="thresholds"
+    )
+    assert ended >= 3
+    assert sum(r > 0 for r in rewards) >= 3
 
 
 def test_batchnorm_students_with_augmentation_equal_separate_envs(small_images):
