@@ -348,7 +348,9 @@ def check_extra_features(value: object) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"extra_features: unknown column(s) {unknown}; available: {available}")
     if len(set(value)) != len(value):
-        raise ValueError(f"extra_features must not repeat a name, got {tuple(value)}")
+        raise ValueError(
+            f"extra_features must not repeat a name, got {tuple(value)}; available: {available}"
+        )
     return tuple(value)
 
 

@@ -311,3 +311,36 @@ def test_the_optimiser_is_sgd_with_momentum_adam_or_the_callable_given():
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["lr"] == 0.003
     own = resolve(optimizer=lambda p: torch.optim.RMSprop(p, lr=0.5)).build_optimizer(params)
     assert isinstance(own, torch.optim.RMSprop)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ("loss_rank", TypeError),
+        ((1,), TypeError),
+        (("rank",), ValueError),
+        (("loss_rank", "loss_rank"), ValueError),
+    ],
+)
+def test_bad_extra_features_are_refused_by_both_envs_and_gym_naming_the_argument(value, error):
+    for make in (
+        lambda: L2TEnv("digits", device="cpu", extra_features=value),
+        lambda: L2TVectorEnv(2, "digits", device="cpu", extra_features=value),
+        lambda: gym.make("L2T-Digits-v0", device="cpu", extra_features=value),
+        lambda: gym.make_vec("L2T-Digits-v0", num_envs=2, device="cpu", extra_features=value),
+    ):
+        with pytest.raises(error, match="extra_features.*loss_rank") as err:
+            make()
+        assert "irreducible_loss" in str(err.value)  # every name available is listed
+
+
+def test_extra_features_pass_through_gym_make_and_make_vec_as_a_tuple():
+    names = ["margin_rank", "kept_fraction"]
+    env = gym.make("L2T-Digits-v0", device="cpu", extra_features=names)
+    vec = gym.make_vec("L2T-Digits-v0", num_envs=2, device="cpu", extra_features=names)
+    for settings in (env.unwrapped.settings, vec.unwrapped.settings):
+        assert settings.extra_features == ("margin_rank", "kept_fraction")
+        assert settings.feature_names[-2:] == ("margin_rank", "kept_fraction")
+    assert env.unwrapped.feature_names == vec.unwrapped.feature_names
+    assert vec.single_observation_space.shape == (32, 27)
+    assert resolve(extra_features=None).extra_features == ()

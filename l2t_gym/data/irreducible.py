@@ -92,7 +92,8 @@ def fit_linear(
     """A :class:`LinearModel` fitted to inputs ``x`` (B, ...) and labels ``y`` (B,) as the module
     docstring says; torch's global generator is not touched."""
     n = len(y)
-    model = LinearModel(int(np.prod(x.shape[1:])), num_classes, vocab_size).to(x.device)
+    with torch.random.fork_rng(devices=[]):  # the layers' default init draws, then is zeroed
+        model = LinearModel(int(np.prod(x.shape[1:])), num_classes, vocab_size).to(x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     per_epoch = math.ceil(n / BATCH)
     steps = max(EPOCHS * per_epoch, MIN_STEPS)
