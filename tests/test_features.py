@@ -372,3 +372,12 @@ def test_optional_columns_of_a_diverged_student_stay_inside_the_bounds(shell):
             obs, _ = driver.reset()
             assert space.contains(obs[0])
     assert diverged
+
+
+def test_scaled_rank_of_one_row_equals_its_rank_among_many_rows():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = rng.integers(0, 6, size=(3, 9)).astype(np.float32)  # many ties
+        together = scaled_rank(values)
+        for i in range(3):
+            np.testing.assert_array_equal(scaled_rank(values[i : i + 1])[0], together[i])
