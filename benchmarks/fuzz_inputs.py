@@ -129,6 +129,14 @@ def valid_argument(name: str, v: Any, vector: bool) -> bool:
         return isinstance(v, (bool, np.bool_, str)) and v in ok
     if name == "precision":
         return isinstance(v, str) and v in ("fp32", "bf16")
+    if name == "extra_features":  # a tuple or list of known, distinct column names
+        known = ("loss_rank", "margin_rank", "kept_fraction", "mean_dev_accuracy")
+        known = (*known, "irreducible_loss")
+        return (
+            isinstance(v, (tuple, list))
+            and all(isinstance(x, str) and x in known for x in v)
+            and len(set(v)) == len(v)
+        )
     if name == "render_mode":
         return v is None
     if name == "reward":

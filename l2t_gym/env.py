@@ -53,7 +53,8 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
     probabilities; the instance's ``loss`` (-log p_y) and ``margin`` (p_y - max other p). Every
     column lies in [0, 1] (``margin`` in [-1, 1]) but the two losses, in [0, ``divergence_loss``]
     (instance losses are clipped there); a diverged student shows a uniform guess. The space's
-    bounds are these ranges: every observation is finite and inside them.
+    bounds are these ranges: every observation is finite and inside them. Optional columns
+    (``extra_features``) follow the paper's, in the order given.
 
     ## Rewards
 
@@ -126,6 +127,10 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       channels-last (4-D image inputs only; same results to float tolerance);
     * ``compile``: run the student's forward passes through ``torch.compile``; if compiling
       fails the env warns once (RuntimeWarning) and runs eagerly, with the same results;
+    * ``extra_features``: a tuple of optional observation columns appended after the paper's,
+      in this order (default ``()``: the paper's columns only): ``loss_rank``, ``margin_rank``,
+      ``kept_fraction``, ``mean_dev_accuracy``, ``irreducible_loss`` (definitions, sources and
+      bounds in ``l2t_gym.features.EXTRA_FEATURES``);
     * ``report_test``: also report the official test accuracy (``info["test_accuracy"]``): at the
       end of each episode (True or "end"), or at the start and at every dev evaluation too
       ("eval", for accuracy curves; ``info["test_seconds"]`` then holds the time spent on it, so
@@ -138,6 +143,7 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       diverged (it used to run on, finite and exploding, to T'); a diverged student's row reads
       ``avg_train_loss`` = ``divergence_loss`` instead of the largest float32. Later still,
       the opt-in ``reward="thresholds"`` (the default reward, episode and info are unchanged).
+      The ``extra_features`` argument (default: none, the observation unchanged).
     """
 
     metadata = {"render_modes": []}

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from l2t_gym.features import feature_bounds, observe
+from l2t_gym.data.irreducible import irreducible_losses
+from l2t_gym.features import ExtraInputs, append_extra_columns, feature_bounds, observe
 from l2t_gym.settings import Settings
 from l2t_gym.student import StudentRun
 
@@ -60,7 +61,10 @@ def thresholds_reward(clocks: Sequence[float], weights: Sequence[float], max_ite
 def observation_space(settings: Settings) -> spaces.Box:
     """One env's observations: float32 (M, d), the columns of ``settings.feature_names``."""
     low, high = feature_bounds(
-        settings.num_classes, len(settings.spec.extra_names), settings.divergence_loss
+        settings.num_classes,
+        len(settings.spec.extra_names),
+        settings.divergence_loss,
+        settings.extra_features,
     )
     m = settings.batch_size
     return spaces.Box(
@@ -146,6 +150,12 @@ class Episodes:
         self.tau_weights = settings.tau_weights or (1.0,)
         self.tau_clocks = [[float(settings.max_iters)] * len(self.taus) for _ in range(self.n)]
         self.taus_reached = [0] * self.n
+        #: The optional columns' per-instance table, built once per dataset and fold.
+        self._irreducible = (
+            irreducible_losses(run.data, run.fold)
+            if "irreducible_loss" in settings.extra_features
+            else None
+        )
 
     def start(self, i: int, rng: np.random.Generator) -> None:
         """A new episode in slot ``i``: a fresh student, all of it seeded from ``rng``, evaluated
@@ -167,11 +177,23 @@ class Episodes:
         for i, bad in enumerate(candidate.diverged):
             if bad:
                 self.diverged[i] = True
-        t_prime = self.settings.max_iters
-        progress = [min(clock / t_prime, 1.0) for clock in self.clocks]
-        return observe(
-            candidate, progress, self.run.best_dev_accuracy, self.settings.divergence_loss
+        s, run = self.settings, self.run
+        progress = [min(clock / s.max_iters, 1.0) for clock in self.clocks]
+        obs = observe(candidate, progress, run.best_dev_accuracy, s.divergence_loss)
+        if not s.extra_features:
+            return obs
+        inputs = ExtraInputs(
+            loss=obs[:, :, -2],
+            margin=obs[:, :, -1],
+            kept_instances=self.kept_instances,
+            instance_budget=s.max_iters * s.batch_size,
+            dev_accuracy_sum=run.dev_accuracy_sum,
+            dev_evaluations=[len(h) for h in run.dev_history],
+            indices=candidate.indices,
+            irreducible_loss=self._irreducible,
+            loss_cap=s.divergence_loss,
         )
+        return append_extra_columns(obs, s.extra_features, inputs)
 
     def step(
         self, keep: np.ndarray, students: Sequence[int] | None = None

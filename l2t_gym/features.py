@@ -22,13 +22,19 @@ finite and inside the observation space's bounds, which normalisers (Gymnasium's
 Built on the host with NumPy from the candidate batch's logits: the logits are the one thing the
 device must hand over anyway, and on M x C values NumPy is several times faster than torch's
 per-op dispatch.
+
+Optional columns beyond the paper (the envs' ``extra_features`` argument; none by default) are
+appended after these, in the order asked for. :data:`EXTRA_FEATURES` is the one list of them,
+each with its definition, source and bounds; :func:`extra_columns` computes them, vectorised
+over N students x M rows, from the paper's columns and a few per-episode numbers
+(:class:`ExtraInputs`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -38,8 +44,12 @@ if TYPE_CHECKING:
 MODEL_FEATURES = ("iteration", "avg_train_loss", "best_dev_accuracy")
 
 
-def feature_names(num_classes: int, extra_names: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Column names of the observation, in order (d = 2C + 5 + len(extras))."""
+def feature_names(
+    num_classes: int, extra_names: tuple[str, ...] = (), extra_features: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Column names of the observation, in order (d = 2C + 5 + len(extra_names) +
+    len(extra_features)): the task's data features ``extra_names`` sit after the labels, the
+    optional ``extra_features`` (keys of :data:`EXTRA_FEATURES`) after everything else."""
     return (
         *(f"label_{c}" for c in range(num_classes)),
         *extra_names,
@@ -47,24 +57,39 @@ def feature_names(num_classes: int, extra_names: tuple[str, ...] = ()) -> tuple[
         *(f"prob_{c}" for c in range(num_classes)),
         "loss",
         "margin",
+        *extra_features,
     )
 
 
 def feature_bounds(
-    num_classes: int, n_extras: int = 0, loss_cap: float = math.inf
+    num_classes: int,
+    n_extras: int = 0,
+    loss_cap: float = math.inf,
+    extra_features: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-column (low, high) of the observation space (see the module docstring for the scale).
 
-    :param loss_cap: the upper bound of the two loss columns (the env's ``divergence_loss``);
+    :param n_extras: the number of the task's data features.
+    :param loss_cap: the upper bound of the loss columns (the env's ``divergence_loss``);
         where it is infinite the largest float32 stands for it (an infinite bound would only
         draw checker warnings).
+    :param extra_features: the optional columns (keys of :data:`EXTRA_FEATURES`), each bounded
+        as its entry says.
     """
     c = num_classes
     cap = min(float(loss_cap), float(np.finfo(np.float32).max))
-    low = np.zeros(2 * c + n_extras + 5, dtype=np.float32)
-    low[-1] = -1.0
+    ranges = [EXTRA_FEATURES[name].bounds for name in extra_features]
+    low = np.concatenate([np.zeros(2 * c + n_extras + 4), [-1.0], [lo for lo, _ in ranges]]).astype(
+        np.float32
+    )
     high = np.concatenate(
-        [np.ones(c), np.ones(n_extras), [1.0, cap, 1.0], np.ones(c), [cap, 1.0]]
+        [
+            np.ones(c + n_extras),
+            [1.0, cap, 1.0],
+            np.ones(c),
+            [cap, 1.0],
+            [cap if hi == LOSS_CAP else hi for _, hi in ranges],
+        ]
     ).astype(np.float32)
     return low, high
 
@@ -170,3 +195,181 @@ def observe(
         None if extras is None else extras.reshape(n * m, -1),
         loss_cap,
     ).reshape(n, m, -1)
+
+
+# -- optional columns (``extra_features``) ----------------------------------------------------
+#: Stands for the env's loss cap (``divergence_loss``) as the upper bound of an optional column.
+LOSS_CAP = math.inf
+
+
+class ExtraInputs(NamedTuple):
+    """What the optional columns are computed from, for N students' candidate batches of M.
+
+    :ivar loss: (N, M) the paper's ``loss`` column (already clipped at the loss cap; a diverged
+        student's rows already read as a uniform guess).
+    :ivar margin: (N, M) the paper's ``margin`` column.
+    :ivar kept_instances: (N,) instances each student's teacher has kept so far this episode.
+    :ivar instance_budget: T' x M, the episode's instance budget.
+    :ivar dev_accuracy_sum: (N,) the sum of the dev accuracies measured so far this episode.
+    :ivar dev_evaluations: (N,) how many there were (at least 1: the fresh student's).
+    :ivar indices: (N, M) int64, the candidates' positions in the task's training set.
+    :ivar irreducible_loss: per training-set instance, float32 (n_train,): see
+        :func:`l2t_gym.data.irreducible.irreducible_losses`; None when not asked for.
+    :ivar loss_cap: the env's ``divergence_loss``.
+    """
+
+    loss: np.ndarray
+    margin: np.ndarray
+    kept_instances: Sequence[int]
+    instance_budget: int
+    dev_accuracy_sum: Sequence[float]
+    dev_evaluations: Sequence[int]
+    indices: np.ndarray
+    irreducible_loss: np.ndarray | None
+    loss_cap: float
+
+
+def scaled_rank(values: np.ndarray) -> np.ndarray:
+    """Each value's rank within its row, scaled to [0, 1]: 0 for the lowest, 1 for the highest.
+
+    Rank r = (number of strictly lower values) + (number of other equal values) / 2, the
+    0-based average rank (ties share the mean of the ranks they span, so the column does not
+    depend on the rows' order in the batch), divided by M - 1; a batch of one gets 1.
+
+    :param values: (N, M) finite values.
+    :return: float32 (N, M).
+    """
+    n, m = values.shape
+    if m == 1:
+        return np.ones(values.shape, dtype=np.float32)
+    # 2r = (values below) + (values below or equal, self excluded) = left + right - 1 with
+    # left/right the value's insertion points in its sorted row: an integer, so both ways of
+    # counting give bit-identical results.
+    if n == 1:  # one student: a sort and two binary searches (a few microseconds for M = 32)
+        row = values[0]
+        ordered = np.sort(row)
+        twice = np.searchsorted(ordered, row, "left") + np.searchsorted(ordered, row, "right") - 1
+        twice = twice[None]
+    else:  # N rows at once: M x M comparisons per student, exact and loop-free
+        col, rows = values[:, None, :], values[:, :, None]
+        twice = (col < rows).sum(axis=-1) + (col <= rows).sum(axis=-1) - 1
+    return (twice / (2 * (m - 1))).astype(np.float32)
+
+
+def _loss_rank(x: ExtraInputs) -> np.ndarray:
+    return scaled_rank(x.loss)
+
+
+def _margin_rank(x: ExtraInputs) -> np.ndarray:
+    return scaled_rank(x.margin)
+
+
+def _kept_fraction(x: ExtraInputs) -> np.ndarray:
+    kept = np.asarray(x.kept_instances, dtype=np.float64)
+    return np.minimum(kept / x.instance_budget, 1.0)[:, None]
+
+
+def _mean_dev_accuracy(x: ExtraInputs) -> np.ndarray:
+    total = np.asarray(x.dev_accuracy_sum, dtype=np.float64)
+    return (total / np.maximum(np.asarray(x.dev_evaluations), 1))[:, None]
+
+
+def _irreducible_loss(x: ExtraInputs) -> np.ndarray:
+    if x.irreducible_loss is None:
+        raise ValueError("irreducible_loss asked for but no per-instance table given")
+    cap = min(float(x.loss_cap), float(np.finfo(np.float32).max))
+    return np.minimum(x.irreducible_loss[x.indices], cap)
+
+
+class ExtraFeature(NamedTuple):
+    """One optional observation column: what it means, where it comes from, its bounds
+    ((low, high); a high of :data:`LOSS_CAP` is the env's ``divergence_loss``) and the function
+    that computes it, (N, M) or (N, 1) (one value per student, broadcast over its rows)."""
+
+    definition: str
+    source: str
+    bounds: tuple[float, float]
+    compute: Callable[[ExtraInputs], np.ndarray]
+
+
+#: Every optional column an env can append (``extra_features=(...)``), by name. The one list.
+EXTRA_FEATURES: dict[str, ExtraFeature] = {
+    "loss_rank": ExtraFeature(
+        "the instance's loss rank within its candidate batch, scaled to [0, 1]: 1 for the "
+        "highest loss, 0 for the lowest; ties share their average rank; 1 when M = 1 "
+        "(see scaled_rank)",
+        "the first author's public code (fyabc/RL4Data) gives each instance its loss rank over "
+        "the batch size; here 0-based and over M - 1, so both ends are reached",
+        (0.0, 1.0),
+        _loss_rank,
+    ),
+    "margin_rank": ExtraFeature(
+        "the instance's margin rank within its candidate batch, scaled to [0, 1]: 1 for the "
+        "highest margin (the most confidently right), 0 for the lowest; ties and M = 1 as "
+        "for loss_rank",
+        "as loss_rank, for the paper's margin feature",
+        (0.0, 1.0),
+        _margin_rank,
+    ),
+    "kept_fraction": ExtraFeature(
+        "instances the teacher has kept so far in the episode over the episode's instance "
+        "budget T' x M, clipped at 1 (the same for every row of a batch)",
+        "the authors' code counts training progress in accepted instances",
+        (0.0, 1.0),
+        _kept_fraction,
+    ),
+    "mean_dev_accuracy": ExtraFeature(
+        "the mean of the dev accuracies measured so far in the episode, the fresh student's "
+        "first evaluation included (the same for every row of a batch)",
+        "the paper's 'historical validation accuracy' (section 4.2) read as an average; the "
+        "default columns carry the best so far",
+        (0.0, 1.0),
+        _mean_dev_accuracy,
+    ),
+    "irreducible_loss": ExtraFeature(
+        "the instance's loss -log p_y under a small model that was not trained on it: "
+        "logistic regression cross-fitted on the two halves of the fold's training instances "
+        "(never the dev or test set), clipped at the loss cap (see "
+        "l2t_gym.data.irreducible)",
+        "the irreducible loss of RHO-LOSS (Mindermann et al., ICML 2022), whose reducible "
+        "holdout loss is the paper's loss minus this one",
+        (0.0, LOSS_CAP),
+        _irreducible_loss,
+    ),
+}
+
+
+def check_extra_features(value: object) -> tuple[str, ...]:
+    """``value`` as a tuple of names of :data:`EXTRA_FEATURES`.
+
+    :raises TypeError: if ``value`` is not a tuple or list of strings.
+    :raises ValueError: for an unknown or repeated name.
+    """
+    available = ", ".join(EXTRA_FEATURES)
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(
+            f"extra_features must be a tuple of column names (from {available}), got {value!r}"
+        )
+    unknown = [v for v in value if v not in EXTRA_FEATURES]
+    if unknown:
+        raise ValueError(f"extra_features: unknown column(s) {unknown}; available: {available}")
+    if len(set(value)) != len(value):
+        raise ValueError(
+            f"extra_features must not repeat a name, got {tuple(value)}; available: {available}"
+        )
+    return tuple(value)
+
+
+def extra_columns(names: Sequence[str], inputs: ExtraInputs) -> np.ndarray:
+    """The optional columns ``names`` (keys of :data:`EXTRA_FEATURES`), float32 (N, M, k)."""
+    n, m = inputs.loss.shape
+    out = np.empty((n, m, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        out[:, :, j] = EXTRA_FEATURES[name].compute(inputs)
+    return out
+
+
+def append_extra_columns(obs: np.ndarray, names: Sequence[str], inputs: ExtraInputs) -> np.ndarray:
+    """The paper's observations (N, M, d) with the optional columns ``names`` after them:
+    float32 (N, M, d + k)."""
+    return np.concatenate([obs, extra_columns(names, inputs)], axis=2)

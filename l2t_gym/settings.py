@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from l2t_gym.data import FOLDS, DeviceData, Fold, RawData, load_dataset, make_folds
-from l2t_gym.features import feature_names
+from l2t_gym.features import check_extra_features, feature_names
 from l2t_gym.models import build_student, check_student_input, check_student_name
 from l2t_gym.tasks import TASKS, TaskSpec
 
@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "reward": "paper",
     "taus": None,
     "tau_weights": None,
+    "extra_features": (),
 }
 #: A student whose average training loss exceeds this many times ln C (the loss of a uniform
 #: guess over C classes) has diverged: no healthy run comes near it (a uniform guess scores 1, a
@@ -111,6 +112,7 @@ class Settings:
     #: With ``reward="thresholds"``: the thresholds and their weights (None under the paper's).
     taus: tuple[float, ...] | None
     tau_weights: tuple[float, ...] | None
+    extra_features: tuple[str, ...]
 
     @classmethod
     def resolve(cls, task: str = "digits", **kwargs: Any) -> Settings:
@@ -155,7 +157,7 @@ class Settings:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The observation's column names, in order (see :mod:`l2t_gym.features`)."""
-        return feature_names(self.spec.num_classes, self.spec.extra_names)
+        return feature_names(self.spec.num_classes, self.spec.extra_names, self.extra_features)
 
     def load_data(self) -> DeviceData:
         """The task's dataset on the device, shared with every env of the process.
@@ -299,6 +301,7 @@ def _checked(values: dict[str, Any], spec: TaskSpec) -> dict[str, Any]:
         "precision": _choice("precision", values["precision"], PRECISIONS),
         "channels_last": _flag("channels_last", values["channels_last"]),
         "compile": _flag("compile", values["compile"]),
+        "extra_features": check_extra_features(values["extra_features"]),
     }
 
 

@@ -12,7 +12,18 @@ import torch
 import torch.nn.functional as F
 from driver import Driver, first_episodes, keep_all
 
-from l2t_gym.features import MODEL_FEATURES, build_features, feature_bounds, feature_names, observe
+from l2t_gym.features import (
+    EXTRA_FEATURES,
+    MODEL_FEATURES,
+    ExtraInputs,
+    build_features,
+    check_extra_features,
+    extra_columns,
+    feature_bounds,
+    feature_names,
+    observe,
+    scaled_rank,
+)
 from l2t_gym.student import Candidate
 
 BIG = float(np.finfo(np.float32).max)
@@ -226,3 +237,147 @@ def test_the_iteration_feature_saturates_at_one_when_the_clock_runs_past_t_prime
         assert (last.obs[:, driver.column("iteration")] == 1.0).all()
         before = episode[-2]
         assert before.obs[0, driver.column("iteration")] == pytest.approx(before.info["clock"] / 10)
+
+
+# -- optional columns (extra_features) --------------------------------------------------------
+ALL_EXTRAS = tuple(EXTRA_FEATURES)
+
+
+def test_optional_columns_follow_the_papers_in_the_order_given_and_have_their_bounds():
+    names = feature_names(3, ("length",), ("kept_fraction", "loss_rank", "irreducible_loss"))
+    assert names[: len(feature_names(3, ("length",)))] == feature_names(3, ("length",))
+    assert names[-3:] == ("kept_fraction", "loss_rank", "irreducible_loss")
+    low, high = feature_bounds(3, 1, 50.0, ("kept_fraction", "loss_rank", "irreducible_loss"))
+    plain_low, plain_high = feature_bounds(3, 1, 50.0)
+    np.testing.assert_array_equal(low[:-3], plain_low)
+    np.testing.assert_array_equal(high[:-3], plain_high)
+    assert low[-3:].tolist() == [0.0, 0.0, 0.0] and high[-3:].tolist() == [1.0, 1.0, 50.0]
+    for name, entry in EXTRA_FEATURES.items():  # each documents itself
+        assert entry.definition and entry.source, name
+
+
+def test_scaled_rank_gives_ties_their_average_rank_and_a_batch_of_one_a_rank_of_one():
+    ranks = scaled_rank(np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]]))
+    np.testing.assert_allclose(ranks[0], [1 / 3, 2.5 / 3, 2.5 / 3, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(ranks[1], 0.5)
+    assert scaled_rank(np.array([[7.0], [-1.0]])).tolist() == [[1.0], [1.0]]
+    shuffled = scaled_rank(np.array([[3.0, 0.0, 1.0, 3.0]]))  # the order of rows does not matter
+    np.testing.assert_allclose(shuffled[0], [2.5 / 3, 0.0, 1 / 3, 2.5 / 3], rtol=1e-6)
+
+
+def _inputs(**changes):
+    base = dict(
+        loss=np.array([[0.5, 2.0, 0.1], [1.0, 1.0, 3.0]]),
+        margin=np.array([[0.3, -0.4, 0.9], [0.0, 0.2, 0.2]]),
+        kept_instances=[30, 900],
+        instance_budget=10 * 3,
+        dev_accuracy_sum=[1.5, 0.25],
+        dev_evaluations=[3, 1],
+        indices=np.array([[0, 2, 4], [4, 1, 3]]),
+        irreducible_loss=np.float32([0.5, 9.0, 2.0, np.nan, 100.0]),
+        loss_cap=20.0,
+    )
+    return ExtraInputs(**{**base, **changes})
+
+
+def test_each_optional_column_is_its_definition_on_a_hand_made_batch():
+    out = extra_columns(ALL_EXTRAS, _inputs())
+    assert out.shape == (2, 3, 5) and out.dtype == np.float32
+    col = {name: out[:, :, j] for j, name in enumerate(ALL_EXTRAS)}
+    # Loss rank: 1 for the highest loss; the tied losses of student 1 share ranks 0 and 1.
+    np.testing.assert_array_equal(col["loss_rank"], [[0.5, 1.0, 0.0], [0.25, 0.25, 1.0]])
+    # Margin rank: 1 for the highest margin.
+    np.testing.assert_array_equal(col["margin_rank"], [[0.5, 0.0, 1.0], [0.0, 0.75, 0.75]])
+    # Kept so far over T' x M = 30, clipped at 1; the same on every row of a student.
+    np.testing.assert_array_equal(col["kept_fraction"], [[1.0] * 3, [1.0] * 3])
+    few = extra_columns(("kept_fraction",), _inputs(kept_instances=[6, 0]))
+    np.testing.assert_allclose(few[:, :, 0], [[0.2] * 3, [0.0] * 3])
+    np.testing.assert_allclose(col["mean_dev_accuracy"], [[0.5] * 3, [0.25] * 3])
+    # Per instance, looked up by index, clipped at the loss cap (100 -> 20).
+    np.testing.assert_array_equal(col["irreducible_loss"], [[0.5, 2.0, 20.0], [20.0, 9.0, np.nan]])
+
+
+def test_check_extra_features_refuses_what_is_not_a_tuple_of_known_unique_names():
+    assert check_extra_features(["loss_rank", "kept_fraction"]) == ("loss_rank", "kept_fraction")
+    assert check_extra_features(()) == ()
+    with pytest.raises(TypeError, match="extra_features.*loss_rank, margin_rank"):
+        check_extra_features("loss_rank")
+    with pytest.raises(TypeError, match="extra_features"):
+        check_extra_features((1,))
+    with pytest.raises(ValueError, match="extra_features.*'rank'.*available: loss_rank"):
+        check_extra_features(("rank",))
+    with pytest.raises(ValueError, match="extra_features.*repeat"):
+        check_extra_features(("loss_rank", "loss_rank"))
+
+
+def test_the_default_observation_is_the_papers_and_extras_only_add_columns():
+    plain = Driver("single")
+    extended = Driver("single", extra_features=ALL_EXTRAS)
+    assert extended.feature_names == (*plain.feature_names, *ALL_EXTRAS)
+    assert plain.env.observation_space.shape == (32, 25)
+    assert extended.env.observation_space.shape == (32, 30)
+    a, _ = plain.reset(seed=3)
+    b, _ = extended.reset(seed=3)
+    for _ in range(3):
+        np.testing.assert_array_equal(a, b[..., :25])
+        a, *_ = plain.step(np.ones((1, 32)))
+        b, *_ = extended.step(np.ones((1, 32)))
+
+
+def test_kept_fraction_and_mean_dev_accuracy_follow_the_episode(shell):
+    driver = Driver(shell, max_iters=20, eval_every=2, tau=1.0, extra_features=ALL_EXTRAS)
+    kept, mean_dev = driver.column("kept_fraction"), driver.column("mean_dev_accuracy")
+    loss, loss_rank = driver.column("loss"), driver.column("loss_rank")
+    obs, _ = driver.reset(seed=1)
+    assert (obs[:, :, kept] == 0.0).all()
+    total = np.zeros(driver.n)
+    for step in range(1, 9):
+        keep = np.arange(32)[None].repeat(driver.n, 0) < 4 * step + np.arange(driver.n)[:, None]
+        total += keep.sum(1)
+        obs, *_ = driver.step(keep)
+        for i in range(driver.n):
+            np.testing.assert_allclose(obs[i, :, kept], total[i] / (20 * 32), rtol=1e-6)
+            history = [acc for _, acc in driver.run.dev_history[i]]
+            np.testing.assert_allclose(obs[i, :, mean_dev], np.mean(history), rtol=1e-6)
+            ranks = scaled_rank(obs[i : i + 1, :, loss])[0]
+            np.testing.assert_allclose(obs[i, :, loss_rank], ranks)
+    # Several evaluations were averaged, and their mean differs from the best so far.
+    assert all(len(h) >= 3 for h in driver.run.dev_history)
+    assert (obs[:, 0, mean_dev] < obs[:, 0, driver.column("best_dev_accuracy")]).all()
+
+
+def test_the_single_and_the_vector_env_give_the_same_optional_columns():
+    single = Driver("single", extra_features=ALL_EXTRAS)
+    vector = Driver("vector-1", extra_features=ALL_EXTRAS)
+    a, _ = single.reset(seed=7)
+    b, _ = vector.reset(seed=7)
+    for step in range(6):
+        np.testing.assert_allclose(a[..., -5:], b[..., -5:], atol=1e-5)
+        keep = np.arange(32)[None] % (step + 2) != 0
+        a, *_ = single.step(keep)
+        b, *_ = vector.step(keep)
+
+
+def test_optional_columns_of_a_diverged_student_stay_inside_the_bounds(shell):
+    driver = Driver(shell, lr=1e8, extra_features=ALL_EXTRAS)
+    space = driver.single_observation_space
+    obs, _ = driver.reset(seed=0)
+    diverged = False
+    for _ in range(6):
+        obs, _, terminated, truncated, infos = driver.step(np.ones((driver.n, 32)))
+        for i in range(driver.n):
+            assert space.contains(obs[i]), i
+        diverged |= any(info.get("diverged", False) for info in infos)
+        if driver.shell == "single" and (terminated[0] or truncated[0]):
+            obs, _ = driver.reset()
+            assert space.contains(obs[0])
+    assert diverged
+
+
+def test_scaled_rank_of_one_row_equals_its_rank_among_many_rows():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = rng.integers(0, 6, size=(3, 9)).astype(np.float32)  # many ties
+        together = scaled_rank(values)
+        for i in range(3):
+            np.testing.assert_array_equal(scaled_rank(values[i : i + 1])[0], together[i])

@@ -365,3 +365,36 @@ def test_given_taus_set_tau_to_their_highest_and_lists_and_arrays_become_tuples(
 def test_bad_reward_arguments_are_refused_naming_the_argument(kwargs, error, named):
     with pytest.raises(error, match=named):
         resolve(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ("loss_rank", TypeError),
+        ((1,), TypeError),
+        (("rank",), ValueError),
+        (("loss_rank", "loss_rank"), ValueError),
+    ],
+)
+def test_bad_extra_features_are_refused_by_both_envs_and_gym_naming_the_argument(value, error):
+    for make in (
+        lambda: L2TEnv("digits", device="cpu", extra_features=value),
+        lambda: L2TVectorEnv(2, "digits", device="cpu", extra_features=value),
+        lambda: gym.make("L2T-Digits-v0", device="cpu", extra_features=value),
+        lambda: gym.make_vec("L2T-Digits-v0", num_envs=2, device="cpu", extra_features=value),
+    ):
+        with pytest.raises(error, match="extra_features.*loss_rank") as err:
+            make()
+        assert "irreducible_loss" in str(err.value)  # every name available is listed
+
+
+def test_extra_features_pass_through_gym_make_and_make_vec_as_a_tuple():
+    names = ["margin_rank", "kept_fraction"]
+    env = gym.make("L2T-Digits-v0", device="cpu", extra_features=names)
+    vec = gym.make_vec("L2T-Digits-v0", num_envs=2, device="cpu", extra_features=names)
+    for settings in (env.unwrapped.settings, vec.unwrapped.settings):
+        assert settings.extra_features == ("margin_rank", "kept_fraction")
+        assert settings.feature_names[-2:] == ("margin_rank", "kept_fraction")
+    assert env.unwrapped.feature_names == vec.unwrapped.feature_names
+    assert vec.single_observation_space.shape == (32, 27)
+    assert resolve(extra_features=None).extra_features == ()

@@ -561,3 +561,39 @@ def test_make_teacher_names():
         make_teacher("rand")
     with pytest.raises(ValueError, match="unknown teacher 'nope'"):
         make_teacher("nope")
+
+
+def test_teachers_find_their_columns_by_name_when_optional_columns_are_appended():
+    extras = ("loss_rank", "kept_fraction", "irreducible_loss")
+    plain = gym.make("L2T-Digits-v0", device="cpu")
+    extended = gym.make("L2T-Digits-v0", device="cpu", extra_features=extras)
+    names = extended.unwrapped.feature_names
+    teachers = [LossRank(0.5), LossRank(0.5)]
+    teachers[0].reset(plain.unwrapped.feature_names)
+    teachers[1].reset(names)
+    assert teachers[1].column("loss") == names.index("loss") and names[-1] == "irreducible_loss"
+    assert teachers[1].column("kept_fraction") == len(names) - 2
+    a, _ = plain.reset(seed=0)
+    b, _ = extended.reset(seed=0)
+    for _ in range(4):
+        keep = teachers[0].act(a)
+        np.testing.assert_array_equal(keep, teachers[1].act(b))
+        a, *_ = plain.step(keep)
+        b, *_ = extended.step(keep)
+
+
+def test_a_saved_bernoulli_teacher_refuses_a_layout_with_other_optional_columns(tmp_path):
+    with_extra = feature_names(10, (), ("loss_rank",))
+    for saved, other in ((NAMES, with_extra), (with_extra, NAMES)):
+        path = tmp_path / "teacher.safetensors"
+        BernoulliTeacher(saved).save(path)
+        with pytest.raises(ValueError, match="different observation layout") as err:
+            BernoulliTeacher.load(path, expected_feature_names=other)
+        assert str(list(other)) in str(err.value)
+        loaded = BernoulliTeacher.load(path, expected_feature_names=saved)
+        assert loaded.layout == saved
+        with pytest.raises(ValueError, match="different observation layout"):
+            loaded.reset(other)
+        loaded.reset(saved, seed=0)
+        obs = np.zeros((32, len(saved)), dtype=np.float32)
+        assert loaded.act(obs).shape == (32,)

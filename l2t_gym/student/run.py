@@ -147,6 +147,8 @@ class StudentRun:
         self.dev_iteration = [0] * n
         #: Per student, (iteration, dev accuracy) of every evaluation since its start.
         self.dev_history: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        #: Per student, the sum of those accuracies (their mean without a pass over the history).
+        self.dev_accuracy_sum = [0.0] * n
         #: The last test accuracy (NaN until measured) and the seconds spent measuring it.
         self.test_accuracy = [math.nan] * n
         self.test_seconds = [0.0] * n
@@ -179,6 +181,7 @@ class StudentRun:
         self.loss_sum[i] = 0
         self.iteration[i] = self.effective_instances[i] = 0
         self.dev_history[i] = []
+        self.dev_accuracy_sum[i] = 0.0
         self.test_accuracy[i], self.test_seconds[i] = math.nan, 0.0
 
     # -- the teacher's view -------------------------------------------------------------------
@@ -317,6 +320,7 @@ class StudentRun:
                 # The first evaluation, of the fresh student, starts the best-so-far.
                 best = acc if len(history) == 1 else max(self.best_dev_accuracy[i], acc)
                 self.best_dev_accuracy[i], self.dev_accuracy[i] = best, acc
+                self.dev_accuracy_sum[i] += acc
                 self.dev_iteration[i] = self.iteration[i]
         else:
             seconds = time.perf_counter() - start
