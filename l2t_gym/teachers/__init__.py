@@ -110,7 +110,7 @@ def make_teacher(spec: str | os.PathLike, **kwargs: Any) -> Teacher:
     if os.path.isfile(name):
         if name.endswith(".zip"):
             return _load_sb3(name, **kwargs)
-        _check_kwargs(name, BernoulliTeacher.load, kwargs)
+        _check_kwargs(name, BernoulliTeacher.load, kwargs, name)
         return BernoulliTeacher.load(name, **kwargs)
     module, sep, attr = name.rpartition(":")
     if sep and module and attr:
@@ -141,11 +141,11 @@ def _import_class(spec: str, module: str, attr: str) -> type[Teacher]:
     return cls
 
 
-def _check_kwargs(spec: str, func: Any, kwargs: dict[str, Any]) -> None:
+def _check_kwargs(spec: str, func: Any, kwargs: dict[str, Any], *args: Any) -> None:
     # Checked before the call, so that a TypeError raised inside a constructor is not
     # mistaken for a wrong keyword.
     try:
-        inspect.signature(func).bind(**kwargs)
+        inspect.signature(func).bind(*args, **kwargs)
     except TypeError as err:
         params = [p for p in inspect.signature(func).parameters if p not in ("self", "cls")]
         raise ValueError(
