@@ -1,18 +1,24 @@
 """Compare teacher policies as the paper does: a learned (L2T) teacher against plain training,
-random filtering and loss ranking at its keep ratio, loss ranking at its best ratio and
-self-paced learning, each teaching the same fresh students.
+random filtering and loss ranking at its keep ratio, loss ranking at its best ratio,
+self-paced learning and today's data-selection methods, each teaching the same fresh students.
+More teachers (--extra NAME=SPEC, each followed by its --teacher-arg KEY=VALUE items): a saved
+teacher, an SB3 .zip (unpickled: trusted sources only), a teacher name or package.module:Class.
 
     python benchmarks/compare_teachers.py --task digits --students 10 --out benchmarks/out/cmp
     python benchmarks/compare_teachers.py --task digits --candidate-cost 0.25   # filtering costs
+    python benchmarks/compare_teachers.py --extra mine=mypkg.teachers:Mine --teacher-arg alpha=2
 
 Protocol (every choice is an option; the recipes are in ``l2t_gym.experiment``):
 
 1. The L2T teacher is trained by REINFORCE on the task's *teacher* fold (or loaded, --teacher).
-2. LossRank's best keep ratio is chosen on the teacher fold too (mean reward over --sweep-students
-   students per ratio), never on the students it is then compared on.
+2. The best setting of LossRank and of today's data-selection methods (--baselines: RHO-LOSS,
+   InfoBatch, Selective-Backprop; RHO-LOSS only where the env offers its irreducible_loss
+   column) is chosen on the teacher fold too (mean reward over --sweep-students students per
+   setting of --ratios), never on the students it is then compared on.
 3. Every teacher teaches one fresh student per seed on the *student* fold, the same seeds for all
-   teachers (paired). The L2T teacher goes first; RandTeach and LossRank then run at its mean
-   keep ratio on those students.
+   teachers (paired). The L2T teacher goes first; RandTeach, LossRank, RHO-LOSS and
+   Selective-Backprop then run at its mean keep ratio on those students (InfoBatch has no keep
+   ratio: it runs at its best setting only), and every baseline at its best setting.
 4. Reported: costs to tau (iterations, effective instances, candidate batches, wall-clock) with
    runs that never reach tau counted, final test accuracy, keep ratio; paired t-tests (and Welch's)
    of every teacher against NoTeach and against the cheapest heuristic; a CSV (one row per run
@@ -38,7 +44,8 @@ import torch
 from l2t_gym.experiment import (
     ExperimentConfig,
     add_arguments,
-    best_lossrank_ratio,
+    available_baselines,
+    best_setting,
     compare_teachers,
     config_from_arguments,
     feature_names,
@@ -48,7 +55,7 @@ from l2t_gym.experiment import (
     training_printer,
     write_report,
 )
-from l2t_gym.teachers import BernoulliTeacher, EpisodeResult, Teacher
+from l2t_gym.teachers import TEACHER_LABELS, BernoulliTeacher, EpisodeResult, Teacher
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
@@ -73,15 +80,20 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
             f"{time.perf_counter() - start:.0f} s; last {last}: mean reward {reward:.3f}, "
             f"keep ratio {keep:.2f}."
         )
-    best_ratio, sweep = best_lossrank_ratio(cfg)
-    notes.append(
-        "LossRank sweep on the teacher fold (mean reward): "
-        + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
-        + f" -> best {best_ratio:g}."
-    )
-    learned: dict[str, Teacher] = {"l2t": teacher}
-    learned.update(load_extra(spec, names, cfg.sb3_algo) for spec in cfg.extra)
-    results = compare_teachers(cfg, learned, best_ratio)
+    baselines = available_baselines(cfg)
+    best = {}
+    for name in ["lossrank", *baselines]:
+        best[name], sweep = best_setting(cfg, name)
+        notes.append(
+            f"{TEACHER_LABELS[name]} sweep on the teacher fold (keep setting: mean reward): "
+            + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
+            + f" -> best {best[name]:g}."
+        )
+    learned: dict[str, Teacher] = {TEACHER_LABELS["l2t"]: teacher}
+    for spec, kwargs in zip(cfg.extra, cfg.extra_args, strict=True):
+        name, extra = load_extra(spec, names, cfg.sb3_algo, kwargs)
+        learned[name] = extra
+    results = compare_teachers(cfg, learned, best=best, baselines=baselines)
     env = make_env(cfg, "student").unwrapped
     seeds = cfg.student_seeds
     notes.append(

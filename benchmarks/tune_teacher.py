@@ -48,11 +48,11 @@ def run(cfg: ExperimentConfig, students: int) -> dict[str, Any]:
     learned = evaluate(make_env, {"l2t": trained.teacher}, seeds)["l2t"]
     ratio = keep_ratio(learned)
     heuristics = heuristics_at(ratio)
-    lossrank = next(name for name in heuristics if name.startswith("lossrank"))
-    others = evaluate(make_env, {n: heuristics[n] for n in ("noteach", lossrank)}, seeds)
+    lossrank = next(name for name in heuristics if name.startswith("LossRank"))
+    others = evaluate(make_env, {n: heuristics[n] for n in ("NoTeach", lossrank)}, seeds)
     env = make_env().unwrapped
     budget = budgets(env.max_iters, env.batch_size)["effective_instances"]
-    runs = {"noteach": others["noteach"], "lossrank": others[lossrank], "l2t": learned}
+    runs = {"noteach": others["NoTeach"], "lossrank": others[lossrank], "l2t": learned}
     eff = {k: censored_costs(v, "effective_instances", budget) for k, v in runs.items()}
     reward, _ = trained.tail(5 * cfg.students_per_update)
     return {

@@ -22,18 +22,21 @@ from l2t_gym.experiment import (
     ExperimentConfig,
     TrainedTeacher,
     add_arguments,
+    add_teacher_arguments,
+    available_baselines,
     checkpoint_folder,
     compare_teachers,
     config_from_arguments,
     env_factory,
     feature_names,
+    feature_overrides,
     heuristics_at,
     make_env,
     parse_key_value,
     train_teacher,
 )
 from l2t_gym.report import format_table, plot_curves, write_csv
-from l2t_gym.teachers import EpisodeResult, Teacher, make_teacher
+from l2t_gym.teachers import TEACHER_LABELS, EpisodeResult, Teacher, make_teacher
 from l2t_gym.teachers.reinforce import checkpoint_files
 
 __all__ = ["main", "parse_key_value"]  # parse_key_value lived here once
@@ -97,12 +100,17 @@ def demo(args: argparse.Namespace) -> int:
     cfg = _config(args, train_seed=args.seed, first_seed=args.seed + 1000)
     trained = _train(cfg, resume=False, quiet=args.quiet)
     print(f"trained teacher saved to {Path(cfg.out) / TEACHER_FILE}")
-    learned = {"l2t": trained.teacher}
+    learned = {TEACHER_LABELS["l2t"]: trained.teacher}
+    baselines = available_baselines(cfg)
     # The probe run of the learned teacher, the heuristics, then the learned teacher again.
-    total = cfg.students * (1 + len(heuristics_at(1.0)) + len(learned))
+    total = cfg.students * (1 + len(heuristics_at(1.0, baselines=baselines)) + len(learned))
     with _bar(total, args.quiet) as bar:
         results = compare_teachers(
-            cfg, learned, report_test=True, progress=lambda *_: bar.update(1)
+            cfg,
+            learned,
+            baselines=baselines,
+            report_test=True,
+            progress=lambda *_: bar.update(1),
         )
     _report(cfg, results)
     return 0
@@ -121,20 +129,50 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     cfg = _config(args, task=args.env_id, first_seed=args.seed)
     names = feature_names(cfg)
     teachers: dict[str, Teacher] = {}
-    for spec in args.teachers:
-        kwargs: dict[str, Any] = {}
-        if spec == "rand":
-            kwargs["keep_prob"] = args.keep_prob
-        elif spec == "lossrank":
-            kwargs["keep_ratio"] = args.keep_prob
-        elif Path(spec).is_file():
-            kwargs["expected_feature_names"] = names
-        teachers[Path(spec).stem if Path(spec).is_file() else spec] = make_teacher(spec, **kwargs)
+    for spec, given in zip(args.teachers, args.teacher_args, strict=True):
+        kwargs = _teacher_kwargs(spec, given, args.keep_prob, names)
+        name = _teacher_name(spec, given, kwargs)
+        while name in teachers:  # the same teacher twice: both kept, told apart
+            name += "'"
+        teachers[name] = make_teacher(spec, **kwargs)
     make = env_factory(cfg, "student", report_test=True)
+    own_envs = {
+        name: env_factory(cfg, "student", report_test=True, **feature_overrides(t))
+        for name, t in teachers.items()
+        if t.required_features
+    }
     with _bar(cfg.students * len(teachers), args.quiet) as bar:
-        results = evaluate(make, teachers, cfg.student_seeds, lambda *_: bar.update(1))
+        results = evaluate(make, teachers, cfg.student_seeds, lambda *_: bar.update(1), own_envs)
     _report(cfg, results)
     return 0
+
+
+#: Named teachers whose keep ratio --keep-prob sets, unless --teacher-arg does.
+_KEEP_PROB = {"rand": "keep_prob", "lossrank": "keep_ratio", "rholoss": "keep_ratio"}
+
+
+def _teacher_kwargs(
+    spec: str, given: Mapping[str, Any], keep_prob: float, names: Sequence[str]
+) -> dict[str, Any]:
+    kwargs = dict(given)
+    if spec.lower() in _KEEP_PROB:
+        kwargs.setdefault(_KEEP_PROB[spec.lower()], keep_prob)
+    elif Path(spec).is_file():
+        kwargs.setdefault("expected_feature_names", tuple(names))
+    return kwargs
+
+
+def _teacher_name(spec: str, given: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
+    # The papers' names for named teachers, a file's stem, a class's name; then the settings.
+    if spec.lower() in TEACHER_LABELS:
+        name = TEACHER_LABELS[spec.lower()]
+        if spec.lower() in _KEEP_PROB and _KEEP_PROB[spec.lower()] not in given:
+            name += f" {kwargs[_KEEP_PROB[spec.lower()]]:.2f}"
+    elif Path(spec).is_file():
+        name = Path(spec).stem
+    else:
+        name = spec.rpartition(":")[2]
+    return " ".join([name, *(f"{k}={v}" for k, v in given.items())])
 
 
 # -- what the commands print and write ---------------------------------------------------------
@@ -238,18 +276,24 @@ def _parser() -> argparse.ArgumentParser:
         "teach fresh students on a task's student fold",
         ["students", "env_args"],
     )
-    e.add_argument(
+    add_teacher_arguments(
+        e,
         "--teacher",
-        dest="teachers",  # not ExperimentConfig.teacher, which is one file
-        action="append",
+        "teachers",  # not ExperimentConfig.teacher, which is one file
+        "teacher_args",
+        "a teacher (repeatable): a name (noteach, rand, spl, lossrank, rholoss, infobatch, "
+        "selectivebackprop), a saved teacher (.safetensors, or a Stable-Baselines3 .zip whose "
+        "policy is l2t_gym.sb3.InstancePolicy: zips are unpickled, which can run code, so only "
+        "from a trusted source) or package.module:Class (a Teacher subclass), with the "
+        "--teacher-arg items after it as its keyword arguments",
         required=True,
-        help="a saved teacher file, noteach, rand, spl or lossrank (repeatable)",
     )
     e.add_argument(
         "--keep-prob",
         type=float,
         default=0.5,
-        help="keep ratio of rand and lossrank (default: %(default)s)",
+        help="keep ratio of rand, lossrank and rholoss unless a --teacher-arg sets it "
+        "(default: %(default)s)",
     )
     return p
 

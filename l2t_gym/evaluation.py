@@ -64,6 +64,7 @@ def evaluate(
     teachers: Mapping[str, Teacher],
     seeds: Sequence[int],
     progress: Callable[[str, int, EpisodeResult], None] | None = None,
+    own_envs: Mapping[str, Callable[[], gym.Env]] | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Let every teacher teach one fresh student per seed, the same seeds for every teacher.
 
@@ -76,13 +77,16 @@ def evaluate(
     :param teachers: name -> teacher, in the order of the results.
     :param seeds: one student seed per run.
     :param progress: called after every run with (teacher name, seed, result).
+    :param own_envs: teacher name -> the builder of its own env, for teachers that need other
+        observation columns (e.g. ``extra_features``) on the same students; each built once.
     :return: teacher name -> its results, one per seed, in the order of ``seeds``.
     """
     env = make_env()
+    envs = {name: build() for name, build in (own_envs or {}).items()}
     results: dict[str, list[EpisodeResult]] = {name: [] for name in teachers}
     for seed in seeds:
         for name, teacher in teachers.items():
-            result = run_episode(env, teacher, seed=seed)
+            result = run_episode(envs.get(name, env), teacher, seed=seed)
             results[name].append(result)
             if progress is not None:
                 progress(name, seed, result)

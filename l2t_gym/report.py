@@ -31,7 +31,10 @@ from l2t_gym.evaluation import (
     summarise,
 )
 from l2t_gym.files import atomic_open, save_figure, write_text
-from l2t_gym.teachers import EpisodeResult
+from l2t_gym.teachers import TEACHER_LABELS, EpisodeResult
+
+#: The reference every comparison report holds: plain training, by its paper name.
+NOTEACH = TEACHER_LABELS["noteach"]
 
 #: Curve x-axes: the :class:`~l2t_gym.teachers.CurvePoint` field, and its axis label.
 CURVE_AXES = {
@@ -68,14 +71,16 @@ def format_table(summaries: Iterable[Summary]) -> str:
     :param summaries: from :func:`~l2t_gym.evaluation.summarise`, in row order.
     :return: the table, a header and a footnote, lines joined by newlines.
     """
+    summaries = list(summaries)
+    width = max([14, *(len(s.name) for s in summaries)])
     head = (
-        f"{'teacher':14} {'reached':>8} {'iterations':>14} {'effective inst.':>16} "
+        f"{'teacher':{width}} {'reached':>8} {'iterations':>14} {'effective inst.':>16} "
         f"{'cand. batches':>14} {'seconds':>12} {'test acc.':>14} {'keep':>6}"
     )
     lines = [head, "-" * len(head)]
     for s in summaries:
         lines.append(
-            f"{s.name:14} {s.reached:>4}/{s.students:<3} {_pm(s.iterations, 0):>14} "
+            f"{s.name:{width}} {s.reached:>4}/{s.students:<3} {_pm(s.iterations, 0):>14} "
             f"{_pm(s.effective_instances, 0):>16} {_pm(s.candidate_batches, 0):>14} "
             f"{_pm(s.seconds, 2):>12} {_pm(s.test_accuracy, 3):>14} {s.keep_ratio:>6.2f}"
         )
@@ -328,7 +333,9 @@ def write_comparison(
     against each other, the other costs against NoTeach and the cheapest heuristic, and the
     heuristics against NoTeach.
 
-    :param results: teacher name -> results on ``seeds``; it must hold a "noteach" entry.
+    :param results: teacher name -> results on ``seeds``; it must hold a :data:`NOTEACH`
+        ("NoTeach") entry. Names are the tables' and plots' labels (see
+        :data:`l2t_gym.teachers.TEACHER_LABELS`).
     :param learned: the names of the learned teachers (the rest are heuristics).
     :param seeds: the student seeds, in order.
     :param max_iters: the student fold's T', for the budgets of runs that never reached tau.
@@ -362,11 +369,11 @@ def write_comparison(
     if len(learned) > 1:
         rows = [c for ref in learned[1:] for c in against(ref, costs[0], learned[:1])]
         lines += ["Learned teachers against each other:", "", markdown_comparisons(rows), ""]
-    for ref in dict.fromkeys(["noteach", best]):
+    for ref in dict.fromkeys([NOTEACH, best]):
         rows = [c for cost in costs[1:] for c in against(ref, cost, learned)]
         lines += [f"Other costs against {ref}:", "", markdown_comparisons(rows), ""]
-    if best != "noteach":
-        rows = against("noteach", costs[0], heuristics)
+    if best != NOTEACH:
+        rows = against(NOTEACH, costs[0], heuristics)
         lines += ["Heuristics against NoTeach:", "", markdown_comparisons(rows), ""]
     summary = "\n".join(lines)
     write_text(out / "summary.md", summary + "\n")

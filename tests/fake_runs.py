@@ -44,8 +44,8 @@ def three_teachers() -> dict[str, list[EpisodeResult]]:
     """Four students each: NoTeach, a cheaper LossRank, and an L2T teacher whose second student
     never reaches tau (it stops at T' = 100)."""
     return {
-        "noteach": [fake_run(i) for i in (40, 50, 45, 60)],
-        "lossrank": [fake_run(i, keep=0.25) for i in (30, 41, 33, 48)],
-        "l2t": [fake_run(30, keep=0.5), fake_run(100, reached=False, keep=0.5)]
+        "NoTeach": [fake_run(i) for i in (40, 50, 45, 60)],
+        "LossRank": [fake_run(i, keep=0.25) for i in (30, 41, 33, 48)],
+        "L2T": [fake_run(30, keep=0.5), fake_run(100, reached=False, keep=0.5)]
         + [fake_run(i, keep=0.5) for i in (35, 50)],
     }

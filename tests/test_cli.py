@@ -31,14 +31,16 @@ def test_demo_trains_then_compares_on_fresh_students(tmp_path):
     out = l2t("demo", "--out", str(tmp_path), "--episodes", "4", "--students", "2", *CPU).stdout
     assert "trained 4 episodes" in out and "seeds 1000-1001" in out
     lines = out.splitlines()
-    rows = [ln.split()[0] for ln in lines[lines.index(_table_head(lines)) + 2 :][:5]]
-    assert rows == ["noteach", "rand", "lossrank", "spl", "l2t"]
+    rows = [ln.split()[0] for ln in lines[lines.index(_table_head(lines)) + 2 :][:6]]
+    # The papers' names; Selective-Backprop runs at L2T's ratio (RHO-LOSS needs a column the
+    # env lacks, InfoBatch has no keep ratio and the demo no sweep).
+    assert rows == ["NoTeach", "RandTeach", "LossRank", "Selective-Backprop", "SPL", "L2T"]
     assert (tmp_path / "teacher.safetensors").is_file() and (tmp_path / "curves.png").is_file()
     history = json.loads((tmp_path / "training.json").read_text())
     assert [r["episode"] for r in history] == [0, 1, 2, 3]
     table = list(csv.DictReader((tmp_path / "runs.csv").open()))
     assert {r["seed"] for r in table} == {"1000", "1001"}
-    assert {r["teacher"] for r in table} >= {"noteach", "spl", "l2t"}
+    assert {r["teacher"] for r in table} >= {"NoTeach", "SPL", "L2T"}
 
 
 def test_train_resume_then_evaluate(tmp_path):
@@ -56,8 +58,19 @@ def test_train_resume_then_evaluate(tmp_path):
     teacher = str(tmp_path / "teacher.safetensors")
     assert BernoulliTeacher.load(teacher).task == "digits"
     args = ["--teacher", teacher, "--teacher", "rand", "--keep-prob", "0.7", "--students", "2"]
+    # module:Class, its keyword arguments after it.
+    args += ["--teacher", "l2t_gym.teachers:LossRank", "--teacher-arg", "keep_ratio=0.3"]
     out = l2t("evaluate", "L2T-Digits-v0", *args, "--out", str(tmp_path / "eval"), *CPU).stdout
-    assert "\nteacher " in out and "\nrand " in out and "seeds 0-1" in out
+    assert "\nteacher " in out and "\nRandTeach 0.70 " in out and "seeds 0-1" in out
+    assert "\nLossRank keep_ratio=0.3 " in out
+
+
+def test_evaluate_refuses_a_bad_teacher_spec_naming_it(tmp_path):
+    args = ["evaluate", "L2T-Digits-v0", "--teacher", "nosuchmodule_q:T", *CPU]
+    err = l2t(*args, "--out", str(tmp_path), expect=2).stderr
+    assert "teacher 'nosuchmodule_q:T': cannot import module 'nosuchmodule_q'" in err
+    err = l2t(*args[:2], "--teacher-arg", "a=1", "--teacher", "spl", *CPU, expect=2).stderr
+    assert "give it after the --teacher it is for" in err
 
 
 def test_train_side_by_side_with_the_seed_baseline(tmp_path):

@@ -20,25 +20,33 @@ def rows(path) -> list[dict[str, str]]:
 
 
 def test_compare_teachers_smoke(tmp_path):
-    out = run("benchmarks/compare_teachers.py", *TINY, "--out", str(tmp_path / "a")).stdout
-    assert "| l2t |" in out and "| noteach |" in out
+    proc = run("benchmarks/compare_teachers.py", *TINY, "--out", str(tmp_path / "a"))
+    out = proc.stdout
+    assert "| L2T |" in out and "| NoTeach |" in out
     for name in ("summary.md", "runs.csv", "curves.png", "to_tau_box.png", "keep_ratio.png"):
         assert (tmp_path / "a" / name).exists()
     assert (tmp_path / "a" / "teacher.safetensors").exists()
     table = rows(tmp_path / "a" / "runs.csv")
     teachers = {r["teacher"] for r in table}
-    assert {"l2t", "noteach", "spl"} <= teachers and any(t.endswith("(best)") for t in teachers)
+    assert {"L2T", "NoTeach", "SPL"} <= teachers and any(t.endswith("(best)") for t in teachers)
+    # Today's methods beside the paper's: at L2T's ratio and at their best (RHO-LOSS needs a
+    # column this env lacks).
+    assert {"InfoBatch", "Selective-Backprop"} <= {t.split()[0] for t in teachers}
+    assert "RHO-LOSS left out of the comparison" in proc.stderr
     assert {r["seed"] for r in table} == {"1000", "1001"}
     assert all(r["checkpoint_test_accuracy"] for r in table)  # report_test="eval"
     # The saved teacher comes back as the loaded L2T teacher and as an extra one, under a
     # compute-aware clock.
     saved = tmp_path / "a" / "teacher.safetensors"
     args = ["--teacher", str(saved), "--extra", f"again={saved}", "--candidate-cost", "0.25"]
+    args += ["--extra", "mine=l2t_gym.teachers:LossRank", "--teacher-arg", "keep_ratio=0.3"]
+    args += ["--baselines"]  # none of today's methods this time
     out = run("benchmarks/compare_teachers.py", *TINY, *args, "--out", str(tmp_path / "b")).stdout
-    assert "| again |" in out and "candidate_cost=0.25" in out
+    assert "| again |" in out and "| mine |" in out and "candidate_cost=0.25" in out
+    assert "InfoBatch" not in out
     # The same teacher twice: the learned-against-learned table shows a zero difference.
     assert "Learned teachers against each other" in out
-    assert "| l2t | again | effective instances |" in out and "+0 (+0, +0)" in out
+    assert "| L2T | again | effective instances |" in out and "+0 (+0, +0)" in out
 
 
 def test_compare_teachers_refuses_bad_arguments_with_a_usage_error(tmp_path):
@@ -86,7 +94,7 @@ def test_transfer_resnet20_to_resnet110_on_a_fabricated_cifar10_mirror(tmp_path,
     out = run("benchmarks/transfer.py", *args).stdout
     title = "## transfer L2T-CIFAR10-v0 (offline real CIFAR-10) with resnet20 -> "
     assert title + "L2T-CIFAR10-v0 (offline real CIFAR-10) with resnet110" in out
-    assert "| transferred |" in out and "| noteach |" in out
+    assert "| transferred |" in out and "| NoTeach |" in out
     configs = json.loads((tmp_path / "out" / "config.json").read_text())
     for side, student in (("source", "resnet20"), ("target", "resnet110")):
         assert configs[side]["offline_cifar10"] == mirror

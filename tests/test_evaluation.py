@@ -30,7 +30,7 @@ def results():
 
 
 def test_summary_costs_over_students_that_reached_tau(results):
-    s = summarise("l2t", results["l2t"])
+    s = summarise("L2T", results["L2T"])
     assert (s.students, s.reached) == (4, 3)
     assert s.iterations == pytest.approx(
         (statistics.fmean([30, 35, 50]), statistics.stdev([30, 35, 50]), 35)
@@ -42,8 +42,8 @@ def test_summary_costs_over_students_that_reached_tau(results):
 
 
 def test_compare_costs_counts_every_run_with_its_totals(results):
-    rows = compare_costs(results, "noteach", "effective_instances")
-    assert [c.teacher for c in rows] == ["lossrank", "l2t"]
+    rows = compare_costs(results, "NoTeach", "effective_instances")
+    assert [c.teacher for c in rows] == ["LossRank", "L2T"]
     l2t = rows[1]
     # The run that never reached tau enters with the 100 iterations it spent.
     expected = paired_ttest([32 * i for i in (30, 100, 35, 50)], [32 * i for i in (40, 50, 45, 60)])
@@ -51,34 +51,34 @@ def test_compare_costs_counts_every_run_with_its_totals(results):
     assert l2t.teacher_mean == 32 * statistics.fmean([30, 100, 35, 50])
     assert l2t.relative == pytest.approx(expected.diff / (32 * 48.75))
     assert rows[0].paired.diff < 0 and rows[0].paired.p < 0.05  # lossrank is cheaper
-    seen = compare_costs(results, "noteach", "instances_seen", ["lossrank"])[0]
+    seen = compare_costs(results, "NoTeach", "instances_seen", ["LossRank"])[0]
     assert seen.paired.diff > 0  # ...in iterations, not in forward passes
 
 
 def test_failed_runs_count_at_least_the_budget(results):
     # A teacher that drops everything is truncated after 3 iterations: it must not look cheap.
     results = {**results, "dropall": [fake_run(3, reached=False, keep=0.01)] * 4}
-    raw = compare_costs(results, "noteach", "iterations", ["dropall"])[0]
+    raw = compare_costs(results, "NoTeach", "iterations", ["dropall"])[0]
     assert raw.teacher_mean == 3 and raw.paired.diff < 0
-    fair = compare_costs(results, "noteach", "iterations", ["dropall"], budget=100)[0]
+    fair = compare_costs(results, "NoTeach", "iterations", ["dropall"], budget=100)[0]
     assert fair.teacher_mean == 100 and fair.paired.diff > 0
     # Runs that reached tau keep their own totals; failed ones above the budget keep theirs.
-    assert censored_costs(results["l2t"], "iterations", budget=80) == [30, 100, 35, 50]
-    assert censored_costs(results["l2t"], "iterations", budget=120) == [30, 120, 35, 50]
+    assert censored_costs(results["L2T"], "iterations", budget=80) == [30, 100, 35, 50]
+    assert censored_costs(results["L2T"], "iterations", budget=120) == [30, 120, 35, 50]
     assert budgets(100, 32)["effective_instances"] == 3200
-    assert cheapest(results, ["noteach", "dropall"], "iterations", budget=100) == "noteach"
+    assert cheapest(results, ["NoTeach", "dropall"], "iterations", budget=100) == "NoTeach"
 
 
 def test_compare_costs_bad_arguments(results):
     with pytest.raises(ValueError, match="unknown cost"):
-        compare_costs(results, "noteach", "reward")
+        compare_costs(results, "NoTeach", "reward")
     with pytest.raises(ValueError, match="reference"):
-        compare_costs(results, "spl")
+        compare_costs(results, "SPL")
 
 
 def test_cheapest(results):
-    assert cheapest(results, ["noteach", "lossrank"]) == "lossrank"
-    assert cheapest(results, ["noteach", "l2t"]) == "noteach"  # the failed run weighs in
+    assert cheapest(results, ["NoTeach", "LossRank"]) == "LossRank"
+    assert cheapest(results, ["NoTeach", "L2T"]) == "NoTeach"  # the failed run weighs in
     with pytest.raises(ValueError):
         cheapest(results, [])
 
@@ -101,7 +101,7 @@ def test_run_episode_records_test_accuracy_and_keep_counts():
 
 
 def test_keep_ratio_is_the_mean_over_runs(results):
-    assert keep_ratio(results["l2t"]) == 0.5
+    assert keep_ratio(results["L2T"]) == 0.5
     assert keep_ratio([fake_run(10, keep=0.25), fake_run(10, keep=0.75)]) == 0.5
     with pytest.raises(ValueError, match="at least one run"):
         keep_ratio([])

@@ -20,7 +20,9 @@ from l2t_gym.data.vision import normalise_cifar10
 from l2t_gym.experiment import (
     ExperimentConfig,
     add_arguments,
+    available_baselines,
     best_lossrank_ratio,
+    best_setting,
     checkpoint_folder,
     compare_teachers,
     config_from_arguments,
@@ -34,7 +36,15 @@ from l2t_gym.experiment import (
     parse_key_value,
     train_teacher,
 )
-from l2t_gym.teachers import BernoulliTeacher, LossRank, NoTeach, RandTeach, SelfPaced, run_episode
+from l2t_gym.teachers import (
+    BernoulliTeacher,
+    LossRank,
+    NoTeach,
+    RandTeach,
+    SelectiveBackprop,
+    SelfPaced,
+    run_episode,
+)
 
 TINY = {"max_iters": 8}
 
@@ -69,7 +79,7 @@ def test_env_id_is_derived_from_the_task_table(task):
         ({"students": 1}, r"students must be >= 2"),
         ({"episodes": -1}, r"episodes must be >= 0, got -1"),
         ({"sweep_students": 0}, r"sweep_students must be >= 1"),
-        ({"extra": ["model.zip"]}, r"extra expects NAME=PATH"),
+        ({"extra": ["model.zip"]}, r"extra expects NAME=SPEC"),
         ({"ratios": (0.5, 1.5)}, r"ratios must be keep ratios in \(0, 1\]"),
         ({"lr": 0.0}, r"lr must be positive"),
         ({"baseline": "seed"}, r"baseline='seed' needs repeats >= 2"),
@@ -135,6 +145,9 @@ def test_options_round_trip_into_a_config():
     add_arguments(parser, ExperimentConfig())
     argv = ["--task", "L2T-Digits-v0", "--env-arg", "tau=0.9", "--env-arg", 'student="mlp-128"']
     argv += ["--ratios", "0.2", "0.4", "--vector", "--patience", "3", "--extra", "a=b.zip"]
+    # --teacher-arg items belong to the --extra just before them.
+    argv += ["--extra", "c=l2t_gym.teachers:LossRank", "--teacher-arg", "keep_ratio=0.3"]
+    argv += ["--baselines", "infobatch"]
     cfg = config_from_arguments(parser.parse_args(argv))
     assert cfg == ExperimentConfig(
         task="digits",
@@ -142,9 +155,14 @@ def test_options_round_trip_into_a_config():
         ratios=(0.2, 0.4),
         vector=True,
         patience=3,
-        extra=["a=b.zip"],
+        extra=["a=b.zip", "c=l2t_gym.teachers:LossRank"],
+        extra_args=[{}, {"keep_ratio": 0.3}],
+        baselines=("infobatch",),
     )
     assert config_from_arguments(parser.parse_args([])) == ExperimentConfig()
+    assert config_from_arguments(parser.parse_args(["--baselines"])).baselines == ()
+    with pytest.raises(SystemExit):  # a --teacher-arg with no teacher before it
+        parser.parse_args(["--teacher-arg", "keep_ratio=0.3"])
     with pytest.raises(ValueError, match="--env-arg expects KEY=VALUE"):
         config_from_arguments(parser.parse_args(["--env-arg", "tau"]))
 
@@ -196,20 +214,64 @@ def test_offline_cifar10_envs_of_both_folds_share_the_mirror_loaded_once(tmp_pat
 def test_heuristics_at_a_ratio():
     teachers = heuristics_at(0.534, best_ratio=0.2)
     assert list(teachers) == [
-        "noteach",
-        "rand 0.53",
-        "lossrank 0.53",
-        "lossrank 0.20 (best)",
-        "spl",
+        "NoTeach",
+        "RandTeach 0.53",
+        "LossRank 0.53",
+        "LossRank 0.20 (best)",
+        "SPL",
     ]
     kinds = [type(t) for t in teachers.values()]
     assert kinds == [NoTeach, RandTeach, LossRank, LossRank, SelfPaced]
-    assert teachers["rand 0.53"].keep_prob == 0.534
-    assert teachers["lossrank 0.53"].keep_ratio == 0.534
-    assert teachers["lossrank 0.20 (best)"].keep_ratio == 0.2
+    assert teachers["RandTeach 0.53"].keep_prob == 0.534
+    assert teachers["LossRank 0.53"].keep_ratio == 0.534
+    assert teachers["LossRank 0.20 (best)"].keep_ratio == 0.2
     # A teacher that kept nothing still gets heuristics that train their students.
-    assert list(heuristics_at(0.0)) == ["noteach", "rand 0.01", "lossrank 0.01", "spl"]
-    assert heuristics_at(0.0)["rand 0.01"].keep_prob == 0.01
+    assert list(heuristics_at(0.0)) == ["NoTeach", "RandTeach 0.01", "LossRank 0.01", "SPL"]
+    assert heuristics_at(0.0)["RandTeach 0.01"].keep_prob == 0.01
+
+
+def test_heuristics_at_runs_the_new_baselines_at_the_ratio_where_they_have_one_and_at_best():
+    best = {"lossrank": 0.2, "infobatch": 0.3, "selectivebackprop": 0.25, "rholoss": 0.1}
+    teachers = heuristics_at(0.5, best=best, baselines=list(best)[1:])
+    assert list(teachers) == [
+        "NoTeach",
+        "RandTeach 0.50",
+        "LossRank 0.50",
+        "LossRank 0.20 (best)",
+        "InfoBatch prune_ratio=0.70 (best)",  # no keep ratio: its best setting only
+        "Selective-Backprop 0.50",
+        "Selective-Backprop 0.25 (best)",
+        "RHO-LOSS 0.50",
+        "RHO-LOSS 0.10 (best)",
+        "SPL",
+    ]
+    assert teachers["InfoBatch prune_ratio=0.70 (best)"].prune_ratio == pytest.approx(0.7)
+    # beta = 1/r - 1 keeps r on average: 1 at one half, 3 at a quarter.
+    assert teachers["Selective-Backprop 0.50"].beta == 1.0
+    assert teachers["Selective-Backprop 0.25 (best)"].beta == 3.0
+    assert teachers["RHO-LOSS 0.10 (best)"].keep_ratio == 0.1
+    with pytest.raises(ValueError, match="unknown baseline 'nope'"):
+        heuristics_at(0.5, baselines=["nope"])
+
+
+def test_rholoss_is_left_out_with_a_note_where_the_env_lacks_its_column(capsys):
+    cfg = tiny()
+    assert available_baselines(cfg) == ["infobatch", "selectivebackprop"]
+    assert "RHO-LOSS left out of the comparison" in capsys.readouterr().err
+    assert available_baselines(tiny(baselines=())) == []
+    with pytest.raises(ValueError, match="baselines: unknown baseline 'nope'"):
+        tiny(baselines=("nope",))
+
+
+def test_best_setting_sweeps_each_baseline_on_the_teacher_fold():
+    cfg = tiny(env_args={"max_iters": 30}, ratios=(0.25, 0.5), sweep_students=1)
+    best, rewards = best_setting(cfg, "selectivebackprop")
+    assert list(rewards) == [0.25, 0.5] and rewards[best] == max(rewards.values())
+    env = make_env(cfg, "teacher")
+    by_hand = run_episode(env, SelectiveBackprop(beta=1.0), seed=10_000).reward
+    assert rewards[0.5] == by_hand
+    with pytest.raises(ValueError, match="unknown baseline"):
+        best_setting(cfg, "spl")
 
 
 def test_best_lossrank_ratio_is_the_highest_mean_reward_on_the_teacher_fold():
@@ -225,20 +287,24 @@ def test_compare_teachers_probes_the_learned_ratio_then_runs_every_teacher():
     cfg = tiny(students=2, first_seed=5)
     seen = []
     results = compare_teachers(
-        cfg, {"l2t": LossRank(0.5)}, 0.25, progress=lambda n, s, r: seen.append((n, s))
+        cfg,
+        {"L2T": LossRank(0.5)},
+        0.25,
+        baselines=(),
+        progress=lambda n, s, r: seen.append((n, s)),
     )
-    names = ["noteach", "rand 0.50", "lossrank 0.50", "lossrank 0.25 (best)", "spl", "l2t"]
+    names = ["NoTeach", "RandTeach 0.50", "LossRank 0.50", "LossRank 0.25 (best)", "SPL", "L2T"]
     assert list(results) == names
-    assert seen == [("l2t", 5), ("l2t", 6)] + [(n, s) for s in (5, 6) for n in names]
+    assert seen == [("L2T", 5), ("L2T", 6)] + [(n, s) for s in (5, 6) for n in names]
     # The "learned" teacher is LossRank 0.5 itself: the heuristic at its ratio repeats its runs.
-    for a, b in zip(results["l2t"], results["lossrank 0.50"], strict=True):
+    for a, b in zip(results["L2T"], results["LossRank 0.50"], strict=True):
         assert (a.iterations, a.effective_instances, a.teacher_steps) == (
             b.iterations,
             b.effective_instances,
             b.teacher_steps,
         )
     # The student fold, with test accuracy at every dev evaluation.
-    assert not any(math.isnan(p.test_accuracy) for p in results["spl"][0].curve)
+    assert not any(math.isnan(p.test_accuracy) for p in results["SPL"][0].curve)
     with pytest.raises(ValueError, match="at least one learned teacher"):
         compare_teachers(cfg, {})
 
@@ -307,5 +373,7 @@ def test_load_extra_reads_an_sb3_model_and_a_bernoulli_teacher(tmp_path):
     assert name == "b" and isinstance(teacher, BernoulliTeacher)
     with pytest.raises(ValueError, match="different observation layout"):
         load_extra(f"b={tmp_path / 'b.safetensors'}", env.feature_names[::-1])
-    with pytest.raises(ValueError, match="NAME=PATH"):
+    with pytest.raises(ValueError, match="NAME=SPEC"):
         load_extra("ppo.zip", env.feature_names)
+    name, teacher = load_extra("r=lossrank", env.feature_names, kwargs={"keep_ratio": 0.4})
+    assert name == "r" and isinstance(teacher, LossRank) and teacher.keep_ratio == 0.4

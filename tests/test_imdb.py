@@ -351,6 +351,6 @@ def test_benchmark_script_runs(imdb_root: Path, tmp_path: Path):
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for teacher in ("noteach", "rand 0.5", "spl", "lossrank 0.5"):
+    for teacher in ("NoTeach", "RandTeach 0.5", "SPL", "LossRank 0.5"):
         assert teacher in proc.stdout
     assert csv.read_text().startswith("teacher,seed,reached_tau")

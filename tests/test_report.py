@@ -32,21 +32,21 @@ def test_tables_name_candidate_batches_and_report_costs_over_runs_that_reached_t
     assert "| candidate batches |" in table.splitlines()[0]
     # l2t: 3 of 4 reached tau in 30, 35, 50 iterations (sd 10.4), at keep 0.5: twice as many
     # batches as iterations, 32 instances per iteration.
-    assert "| l2t | 3/4 | 38 ± 10 (35) | 1227 ± 333 (1120) | 77 ± 21 (70) |" in table
+    assert "| L2T | 3/4 | 38 ± 10 (35) | 1227 ± 333 (1120) | 77 ± 21 (70) |" in table
     text = format_table(summaries)
     head, rule, *rows, note = text.splitlines()
     assert "cand. batches" in head and set(rule) == {"-"} and "teacher steps" in note
-    assert [r.split()[0] for r in rows] == ["noteach", "lossrank", "l2t"]
+    assert [r.split()[0] for r in rows] == ["NoTeach", "LossRank", "L2T"]
     assert rows[2].split()[1] == "3/4" and rows[2].split()[-1] == "0.50"
 
 
 def test_comparison_table_names_the_cost_measures(results):
-    rows = compare_costs(results, "noteach", "effective_instances")
-    rows += compare_costs(results, "noteach", "instances_seen", ["lossrank"])
+    rows = compare_costs(results, "NoTeach", "effective_instances")
+    rows += compare_costs(results, "NoTeach", "instances_seen", ["LossRank"])
     table = markdown_comparisons(rows)
     assert table.count("\n") == 4
-    assert "| lossrank | noteach | effective instances |" in table
-    assert "| lossrank | noteach | instances seen |" in table and "candidates" not in table
+    assert "| LossRank | NoTeach | effective instances |" in table
+    assert "| LossRank | NoTeach | instances seen |" in table and "candidates" not in table
 
 
 def test_csv_has_a_row_per_run_and_checkpoint(results, tmp_path):
@@ -57,7 +57,7 @@ def test_csv_has_a_row_per_run_and_checkpoint(results, tmp_path):
         assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
         rows = list(reader)
     assert len(rows) == sum(len(r.curve) for runs in results.values() for r in runs)
-    last = [r for r in rows if r["teacher"] == "lossrank" and r["seed"] == "4"][-1]
+    last = [r for r in rows if r["teacher"] == "LossRank" and r["seed"] == "4"][-1]
     assert last["iteration"] == "48" and last["keep_ratio_so_far"] == "0.2500"
     assert last["candidate_batches"] == "192" and last["instances_seen"] == str(32 * 192)
     assert float(last["checkpoint_test_accuracy"]) == pytest.approx(0.94)
@@ -80,8 +80,8 @@ def test_plots_are_written(results, tmp_path):
 
 
 def test_write_comparison_writes_every_file_and_every_table(results, tmp_path):
-    results["spl"] = [fake_run(i, keep=0.8) for i in (60, 70, 65, 80)]
-    learned = ["l2t"]
+    results["SPL"] = [fake_run(i, keep=0.8) for i in (60, 70, 65, 80)]
+    learned = ["L2T"]
     summary = write_comparison(
         results, learned, [1, 2, 3, 4], 100, 32, tmp_path, "Title", ["a note"]
     )
@@ -90,11 +90,11 @@ def test_write_comparison_writes_every_file_and_every_table(results, tmp_path):
     for name in ("runs.csv", "curves.png", "to_tau_box.png", "keep_ratio.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     # lossrank is the cheapest heuristic: compared on every cost, and against NoTeach.
-    assert "the cheapest heuristic by effective instances is **lossrank**" in summary
-    assert "Other costs against noteach:" in summary and "Other costs against lossrank:" in summary
+    assert "the cheapest heuristic by effective instances is **LossRank**" in summary
+    assert "Other costs against NoTeach:" in summary and "Other costs against LossRank:" in summary
     assert "Heuristics against NoTeach:" in summary
-    assert "| l2t | spl | effective instances |" in summary
+    assert "| L2T | SPL | effective instances |" in summary
     assert "Learned teachers against each other" not in summary
     # The run that never reached tau counts with the budget T' x M = 3200 instances.
-    l2t = compare_costs(results, "noteach", "effective_instances", ["l2t"], 3200)[0]
-    assert f"| l2t | noteach | effective instances | {l2t.teacher_mean:.0f} |" in summary
+    l2t = compare_costs(results, "NoTeach", "effective_instances", ["L2T"], 3200)[0]
+    assert f"| L2T | NoTeach | effective instances | {l2t.teacher_mean:.0f} |" in summary

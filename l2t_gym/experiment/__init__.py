@@ -2,14 +2,15 @@
 
 The ``l2t`` command and the scripts in ``benchmarks/`` are thin layers over this package::
 
-    from l2t_gym.experiment import ExperimentConfig, best_lossrank_ratio, compare_teachers
-    from l2t_gym.experiment import train_teacher, write_report
+    from l2t_gym.experiment import ExperimentConfig, available_baselines, best_setting
+    from l2t_gym.experiment import compare_teachers, train_teacher, write_report
 
     cfg = ExperimentConfig(task="digits", episodes=400, students=20, out="runs/cmp")
     trained = train_teacher(cfg)                       # REINFORCE on the teacher fold
-    best, _ = best_lossrank_ratio(cfg)                 # LossRank's best ratio, teacher fold
-    results = compare_teachers(cfg, {"l2t": trained.teacher}, best)   # fresh students
-    print(write_report(cfg, results, ["l2t"], "Digits"))
+    names = ["lossrank", *available_baselines(cfg)]    # RHO-LOSS only where the env has its column
+    best = {n: best_setting(cfg, n)[0] for n in names} # each one's best setting, teacher fold
+    results = compare_teachers(cfg, {"L2T": trained.teacher}, best=best)   # fresh students
+    print(write_report(cfg, results, ["L2T"], "Digits"))
 
 :mod:`~l2t_gym.experiment.config` holds :class:`ExperimentConfig` (a dataclass with a docstring
 under every field) and the command-line helpers; :mod:`~l2t_gym.experiment.recipes` the recipes.
@@ -17,8 +18,10 @@ under every field) and the command-line helpers; :mod:`~l2t_gym.experiment.recip
 
 from l2t_gym.experiment.config import (
     OFFLINE_DATA,
+    SELECTION_BASELINES,
     ExperimentConfig,
     add_arguments,
+    add_teacher_arguments,
     config_from_arguments,
     field_docs,
     parse_key_value,
@@ -26,13 +29,18 @@ from l2t_gym.experiment.config import (
     resolve_task,
 )
 from l2t_gym.experiment.recipes import (
+    BASELINES,
+    Baseline,
     TrainedTeacher,
+    available_baselines,
     best_lossrank_ratio,
+    best_setting,
     checkpoint_folder,
     compare_teachers,
     env_factory,
     env_kwargs,
     feature_names,
+    feature_overrides,
     heuristics_at,
     initial_teacher,
     load_extra,
@@ -44,17 +52,24 @@ from l2t_gym.experiment.recipes import (
 )
 
 __all__ = [
+    "BASELINES",
     "OFFLINE_DATA",
+    "SELECTION_BASELINES",
+    "Baseline",
     "ExperimentConfig",
     "TrainedTeacher",
     "add_arguments",
+    "add_teacher_arguments",
+    "available_baselines",
     "best_lossrank_ratio",
+    "best_setting",
     "checkpoint_folder",
     "compare_teachers",
     "config_from_arguments",
     "env_factory",
     "env_kwargs",
     "feature_names",
+    "feature_overrides",
     "field_docs",
     "heuristics_at",
     "initial_teacher",

@@ -29,6 +29,8 @@ _RESERVED_ENV_ARGS = {
     "fold": "each recipe (analyze_teacher.py: --fold)",
     "split": "each recipe (split is fold's old name)",
 }
+#: The data-selection methods ``baselines`` may name (keys of l2t_gym.teachers.TEACHER_NAMES).
+SELECTION_BASELINES = ("rholoss", "infobatch", "selectivebackprop")
 #: The offline real-data fields: each names a folder of real data for one task only,
 #: field -> (that task, the data's name for messages).
 OFFLINE_DATA = {"offline_mnist": ("mnist", "MNIST"), "offline_cifar10": ("cifar10", "CIFAR-10")}
@@ -67,8 +69,18 @@ class ExperimentConfig:
     init_teacher: str | None = None
     """A saved BernoulliTeacher to start REINFORCE from (a warm start, e.g. another task's)."""
     extra: list[str] = field(default_factory=list)
-    """More learned teachers to compare, as NAME=PATH: a .safetensors BernoulliTeacher or an
-    SB3 .zip whose policy is ``l2t_gym.sb3.InstancePolicy``."""
+    """More teachers to compare as learned ones, as NAME=SPEC: a .safetensors BernoulliTeacher,
+    an SB3 .zip whose policy is ``l2t_gym.sb3.InstancePolicy`` (unpickled: from a trusted source
+    only), a teacher name (rholoss, ...) or package.module:Class (a Teacher subclass)."""
+    extra_args: list[dict[str, Any]] = field(default_factory=list)
+    """Keyword arguments of each ``extra`` teacher, in order: --teacher-arg KEY=VALUE (repeatable)
+    after the --extra it is for."""
+    baselines: tuple[str, ...] = ("rholoss", "infobatch", "selectivebackprop")
+    """Today's data-selection methods compared beside the paper's heuristics, each at the
+    learned teacher's keep ratio where its parameter sets one and at its best setting on the
+    teacher fold (swept over ``ratios``); any of rholoss, infobatch, selectivebackprop, or none.
+    One whose observation columns the env lacks (RHO-LOSS: extra_features) is left out with a
+    note."""
     sb3_algo: str = "PPO"
     """The Stable-Baselines3 algorithm that loads the .zip teachers of ``extra``."""
     episodes: int = 300
@@ -97,9 +109,10 @@ class ExperimentConfig:
     vector: bool = False
     """Train the students of an update side by side in one native vector env."""
     ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
-    """LossRank keep ratios swept on the teacher fold for its best setting."""
+    """Keep ratios swept on the teacher fold for the best setting of LossRank and of each of
+    ``baselines`` (InfoBatch: prune_ratio = 1 - ratio; Selective-Backprop: beta = 1/ratio - 1)."""
     sweep_students: int = 5
-    """Teacher-fold students per ratio of the LossRank sweep."""
+    """Teacher-fold students per setting of each baseline's sweep."""
     threads: int = 1
     """Torch threads (small students run fastest on one)."""
     out: str = "benchmarks/out/compare"
@@ -127,6 +140,20 @@ class ExperimentConfig:
         self.extra = list(self.extra)
         for spec in self.extra:
             split_extra(spec)
+        if len(self.extra_args) > len(self.extra):
+            raise ValueError(
+                f"extra_args: {len(self.extra_args)} sets of keyword arguments for "
+                f"{len(self.extra)} extra teachers (--teacher-arg goes after its --extra)"
+            )
+        self.extra_args = [dict(a) for a in self.extra_args]
+        self.extra_args += [{} for _ in range(len(self.extra) - len(self.extra_args))]
+        self.baselines = tuple(self.baselines)
+        for name in self.baselines:
+            if name not in SELECTION_BASELINES:
+                raise ValueError(
+                    f"baselines: unknown baseline {name!r}; expected some of "
+                    f"{list(SELECTION_BASELINES)}"
+                )
         self.ratios = tuple(float(r) for r in self.ratios)
         if not self.ratios or not all(0.0 < r <= 1.0 for r in self.ratios):
             raise ValueError(f"ratios must be keep ratios in (0, 1], got {self.ratios}")
@@ -182,13 +209,16 @@ def resolve_task(name: str) -> str:
 
 
 def split_extra(spec: str) -> tuple[str, str]:
-    """Split one item of ``extra`` into (name, path).
+    """Split one item of ``extra`` into (name, spec of the teacher).
 
-    :raises ValueError: unless it reads NAME=PATH, both non-empty.
+    :raises ValueError: unless it reads NAME=SPEC, both non-empty.
     """
     name, sep, path = spec.partition("=")
     if not (sep and name and path):
-        raise ValueError(f"extra expects NAME=PATH (--extra), got {spec!r}")
+        raise ValueError(
+            "extra expects NAME=SPEC (--extra; SPEC a saved teacher's path, a teacher name or "
+            f"package.module:Class), got {spec!r}"
+        )
     return name, path
 
 
@@ -265,7 +295,12 @@ def add_arguments(
         if name == "env_args":
             options.update(action="append", default=[], metavar="KEY=VALUE")
         elif name == "extra":
-            options.update(action="append", default=[], metavar="NAME=PATH")
+            add_teacher_arguments(parser, flag, name, "extra_args", help_, metavar="NAME=SPEC")
+            continue
+        elif name == "extra_args":
+            continue  # --teacher-arg, added with --extra
+        elif name == "baselines":
+            options.update(nargs="*", choices=SELECTION_BASELINES, default=list(value))
         elif kind is bool:
             options.update(action=argparse.BooleanOptionalAction if value else "store_true")
         elif typing.get_origin(kind) is tuple:
@@ -278,6 +313,81 @@ def add_arguments(
             options.update(type=types[0])
             help_ += " (default: %(default)s)"
         parser.add_argument(flag, help=help_, **options)
+
+
+class _AppendTeacher(argparse.Action):
+    """Appends a teacher spec to ``dest`` and an empty dict of its keyword arguments to
+    ``args_dest``."""
+
+    def __init__(self, option_strings: Any, dest: str, args_dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.args_dest = args_dest
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        specs = [*(getattr(namespace, self.dest, None) or []), values]
+        args = [dict(a) for a in getattr(namespace, self.args_dest, None) or []]
+        args += [{} for _ in range(len(specs) - len(args))]
+        setattr(namespace, self.dest, specs)
+        setattr(namespace, self.args_dest, args)
+
+
+class _TeacherArg(argparse.Action):
+    """``--teacher-arg KEY=VALUE``: one keyword argument of the teacher given just before."""
+
+    def __init__(self, option_strings: Any, dest: str, spec_flag: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.spec_flag = spec_flag
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        args = [dict(a) for a in getattr(namespace, self.dest, None) or []]
+        if not args:
+            parser.error(f"{option_string} {values}: give it after the {self.spec_flag} it is for")
+        try:
+            key, value = parse_key_value(values, option_string or "--teacher-arg")
+        except ValueError as err:
+            parser.error(str(err))
+        args[-1][key] = value
+        setattr(namespace, self.dest, args)
+
+
+def add_teacher_arguments(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    dest: str,
+    args_dest: str,
+    help_: str,
+    metavar: str = "SPEC",
+    required: bool = False,
+) -> None:
+    """Add a repeatable teacher option and ``--teacher-arg KEY=VALUE``, whose items are keyword
+    arguments of the teacher given just before them (read by :func:`parse_key_value`).
+
+    Parsed, ``dest`` holds the specs in order and ``args_dest`` one dict of keyword arguments
+    per spec, for :func:`l2t_gym.teachers.make_teacher`.
+
+    :param flag: the teacher option, e.g. "--teacher" or "--extra".
+    :param required: whether at least one teacher must be given.
+    """
+    parser.add_argument(
+        flag,
+        dest=dest,
+        action=_AppendTeacher,
+        args_dest=args_dest,
+        default=[],
+        required=required,
+        metavar=metavar,
+        help=help_,
+    )
+    parser.add_argument(
+        "--teacher-arg",
+        dest=args_dest,
+        action=_TeacherArg,
+        spec_flag=flag,
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a keyword argument of the teacher of the {flag} just before it (repeatable); "
+        "VALUE a Python literal or a bare word",
+    )
 
 
 def config_from_arguments(

@@ -5,12 +5,13 @@
 * train a teacher: :func:`train_teacher` (REINFORCE on the teacher fold, with checkpoints,
   resume and a progress callback), :func:`checkpoint_folder`, :func:`initial_teacher`,
   :func:`training_printer`;
-* the heuristics: :func:`heuristics_at` a keep ratio, :func:`best_lossrank_ratio` on the teacher
-  fold;
+* the heuristics: :func:`heuristics_at` a keep ratio, :func:`best_setting` of a baseline on the
+  teacher fold (:data:`BASELINES`: LossRank, RHO-LOSS, Selective-Backprop, InfoBatch),
+  :func:`available_baselines`, :func:`feature_overrides`;
 * compare teachers as the paper does: :func:`compare_teachers`, then :func:`write_report`.
 
 Seeds: teacher training derives every seed from ``train_seed`` (see
-:mod:`l2t_gym.teachers.reinforce`); the LossRank sweep teaches ``train_seed + 10_000`` onwards on
+:mod:`l2t_gym.teachers.reinforce`); each baseline's sweep teaches ``train_seed + 10_000`` onwards on
 the teacher fold; comparisons teach ``cfg.student_seeds`` on the student fold. No recipe ever
 sees the student fold while choosing a teacher or a setting.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import statistics
 import sys
 import time
@@ -35,18 +37,20 @@ from l2t_gym.experiment.config import OFFLINE_DATA, ExperimentConfig, split_extr
 from l2t_gym.files import write_text
 from l2t_gym.report import write_comparison
 from l2t_gym.teachers import (
+    TEACHER_LABELS,
+    TEACHER_NAMES,
     BernoulliTeacher,
     EpisodeResult,
-    LossRank,
     NoTeach,
     RandTeach,
     SelfPaced,
     Teacher,
+    make_teacher,
     run_episode,
 )
 from l2t_gym.teachers.reinforce import ReinforceTrainer
 
-#: Where the LossRank sweep's teacher-fold seeds start, after ``train_seed``.
+#: Where the baselines' sweeps' teacher-fold seeds start, after ``train_seed``.
 SWEEP_SEED_OFFSET = 10_000
 #: The lowest keep ratio a heuristic is given: RandTeach(0) would never train its student.
 MIN_KEEP_RATIO = 0.01
@@ -239,63 +243,176 @@ def training_printer(
     return progress
 
 
-def load_extra(spec: str, names: Sequence[str], algo: str = "PPO") -> tuple[str, Teacher]:
-    """Load one ``NAME=PATH`` teacher of ``cfg.extra``.
+def load_extra(
+    spec: str,
+    names: Sequence[str],
+    algo: str = "PPO",
+    kwargs: Mapping[str, Any] | None = None,
+) -> tuple[str, Teacher]:
+    """Load one ``NAME=SPEC`` teacher of ``cfg.extra``.
 
-    :param spec: NAME=PATH, the path a .safetensors BernoulliTeacher or an SB3 .zip model whose
-        policy is :class:`l2t_gym.sb3.InstancePolicy`.
-    :param names: the env's feature names (a BernoulliTeacher must have the same layout).
+    :param spec: NAME=SPEC, SPEC anything :func:`~l2t_gym.teachers.make_teacher` reads: a
+        .safetensors BernoulliTeacher, an SB3 .zip model whose policy is
+        :class:`l2t_gym.sb3.InstancePolicy` (unpickled: from a trusted source only), a teacher
+        name, or ``package.module:Class``.
+    :param names: the env's feature names (a saved teacher must have the same layout).
     :param algo: the Stable-Baselines3 algorithm class that loads a .zip.
+    :param kwargs: the teacher's keyword arguments (``cfg.extra_args``' entry).
     :return: (name, teacher).
-    :raises ValueError: for a malformed spec or a teacher made for another layout.
+    :raises ValueError: for a malformed spec, a teacher made for another layout, or what
+        :func:`~l2t_gym.teachers.make_teacher` refuses.
     """
-    name, path = split_extra(spec)
-    if path.endswith(".zip"):
-        import stable_baselines3
-
-        from l2t_gym.sb3 import InstanceTeacher
-
-        model = getattr(stable_baselines3, algo).load(path, device="cpu")
-        return name, InstanceTeacher(model)
-    return name, BernoulliTeacher.load(path, expected_feature_names=names)
+    name, source = split_extra(spec)
+    options = dict(kwargs or {})
+    if os.path.isfile(source):
+        options.setdefault("expected_feature_names", tuple(names))
+        if source.endswith(".zip"):
+            options.setdefault("algo", algo)
+    return name, make_teacher(source, **options)
 
 
 # -- heuristics and the comparison -------------------------------------------------------------
-def heuristics_at(ratio: float, best_ratio: float | None = None) -> dict[str, Teacher]:
-    """The paper's heuristics for a learned teacher that keeps ``ratio`` of its candidates.
+@dataclass(frozen=True)
+class Baseline:
+    """A data-selection baseline whose setting the comparison chooses: how a keep ratio r sets
+    its one parameter.
+
+    ``exact``: the parameter sets the expected keep ratio, so the baseline also runs at the
+    learned teacher's ratio; otherwise (InfoBatch, whose pruning depends on the losses) only at
+    its best setting on the teacher fold.
+    """
+
+    name: str
+    """Its key in :data:`~l2t_gym.teachers.TEACHER_NAMES`."""
+    parameter: str
+    """The constructor's parameter the comparison sets."""
+    from_ratio: Callable[[float], float]
+    """Keep ratio r in (0, 1] -> the parameter's value."""
+    exact: bool
+
+    def make(self, ratio: float) -> Teacher:
+        """The teacher at keep setting ``ratio``."""
+        return make_teacher(self.name, **{self.parameter: self.from_ratio(ratio)})
+
+    def label(self, ratio: float) -> str:
+        """Its name in tables: "LossRank 0.30", or "InfoBatch prune_ratio=0.70"."""
+        if self.exact:
+            return f"{TEACHER_LABELS[self.name]} {ratio:.2f}"
+        return f"{TEACHER_LABELS[self.name]} {self.parameter}={self.from_ratio(ratio):.2f}"
+
+
+#: The baselines whose setting is chosen on the teacher fold, by ``cfg.ratios``: LossRank (the
+#: paper's), then today's methods (``cfg.baselines`` picks among these three).
+BASELINES = {
+    "lossrank": Baseline("lossrank", "keep_ratio", float, True),
+    "rholoss": Baseline("rholoss", "keep_ratio", float, True),
+    # Selective-Backprop keeps F(loss) ** beta with F ~ uniform: 1 / (1 + beta) on average.
+    "selectivebackprop": Baseline("selectivebackprop", "beta", lambda r: 1.0 / r - 1.0, True),
+    "infobatch": Baseline("infobatch", "prune_ratio", lambda r: 1.0 - r, False),
+}
+
+
+def heuristics_at(
+    ratio: float,
+    best_ratio: float | None = None,
+    *,
+    best: Mapping[str, float] | None = None,
+    baselines: Sequence[str] = (),
+) -> dict[str, Teacher]:
+    """The heuristics for a learned teacher that keeps ``ratio`` of its candidates.
 
     NoTeach; RandTeach and LossRank at ``ratio`` (clipped to [0.01, 1]), so that a learned
-    teacher's gain over them comes from *which* instances it keeps; LossRank at
-    ``best_ratio`` when given (its best setting, chosen on the teacher fold); SPL.
+    teacher's gain over them comes from *which* instances it keeps; LossRank at ``best_ratio``
+    when given (its best setting, chosen on the teacher fold); each of ``baselines`` at
+    ``ratio`` where its parameter sets a keep ratio (:class:`Baseline`); each baseline of
+    ``best`` at its best setting; SPL.
 
-    :return: name -> teacher; the names carry the ratios ("rand 0.53", "lossrank 0.30 (best)").
+    :param best: :data:`BASELINES` name -> its best keep setting (see :func:`best_setting`);
+        ``best_ratio`` is LossRank's entry.
+    :param baselines: names of :data:`BASELINES` to run at ``ratio`` besides LossRank.
+    :return: name -> teacher; the names are the papers' (:data:`TEACHER_LABELS`) and carry the
+        settings ("RandTeach 0.53", "LossRank 0.30 (best)", "InfoBatch prune_ratio=0.50 (best)";
+        Selective-Backprop's number is the keep ratio its beta aims at, 1 / (1 + beta)).
+    :raises ValueError: for a name that is not in :data:`BASELINES`.
     """
+    best = dict(best or {})
+    if best_ratio is not None:
+        best.setdefault("lossrank", best_ratio)
+    for name in [*baselines, *best]:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
     ratio = min(max(ratio, MIN_KEEP_RATIO), 1.0)
     teachers: dict[str, Teacher] = {
-        "noteach": NoTeach(),
-        f"rand {ratio:.2f}": RandTeach(ratio),
-        f"lossrank {ratio:.2f}": LossRank(ratio),
+        TEACHER_LABELS["noteach"]: NoTeach(),
+        f"{TEACHER_LABELS['rand']} {ratio:.2f}": RandTeach(ratio),
     }
-    if best_ratio is not None:
-        teachers[f"lossrank {best_ratio:.2f} (best)"] = LossRank(best_ratio)
-    teachers["spl"] = SelfPaced()
+    at_ratio = {"lossrank", *baselines}
+    for name in dict.fromkeys(["lossrank", *baselines, *best]):
+        baseline = BASELINES[name]
+        if name in at_ratio and baseline.exact:
+            teachers[baseline.label(ratio)] = baseline.make(ratio)
+        if name in best:
+            teachers[baseline.label(best[name]) + " (best)"] = baseline.make(best[name])
+    teachers[TEACHER_LABELS["spl"]] = SelfPaced()
     return teachers
 
 
-def best_lossrank_ratio(cfg: ExperimentConfig) -> tuple[float, dict[float, float]]:
-    """The keep ratio of ``cfg.ratios`` whose LossRank earns the most mean reward on the
-    teacher fold, over ``cfg.sweep_students`` students (never the student fold's).
+def feature_overrides(teacher: Teacher | type[Teacher]) -> dict[str, Any]:
+    """The env keyword arguments that give ``teacher`` the columns it reads beyond the
+    paper's (``extra_features=teacher.required_features``); empty for most teachers. The extra
+    columns change only what the teacher sees, never the student's run."""
+    needed = tuple(teacher.required_features)
+    return {"extra_features": needed} if needed else {}
 
-    :return: (best ratio, ratio -> mean reward).
+
+def available_baselines(cfg: ExperimentConfig, file: TextIO | None = None) -> list[str]:
+    """``cfg.baselines`` less those whose columns this env cannot give, each left out with a
+    note to ``file`` (default: stderr).
+
+    :return: names of :data:`BASELINES`, in ``cfg.baselines``' order.
     """
-    env = make_env(cfg, "teacher")
+    kept = []
+    for name in cfg.baselines:
+        extra = feature_overrides(TEACHER_NAMES[name])
+        if extra:
+            try:
+                make_env(cfg, "teacher", **extra)
+            except TypeError as err:
+                print(
+                    f"note: {TEACHER_LABELS[name]} left out of the comparison: it needs "
+                    f"{extra}, which this env does not take ({err})",
+                    file=file if file is not None else sys.stderr,
+                )
+                continue
+        kept.append(name)
+    return kept
+
+
+def best_setting(cfg: ExperimentConfig, name: str) -> tuple[float, dict[float, float]]:
+    """The keep setting of ``cfg.ratios`` at which baseline ``name`` earns the most mean reward
+    on the teacher fold, over ``cfg.sweep_students`` students (never the student fold's); the
+    same students for every setting and every baseline.
+
+    :param name: a key of :data:`BASELINES`; its env gets the columns the teacher needs.
+    :return: (best keep setting, setting -> mean reward).
+    :raises ValueError: for an unknown name.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    baseline = BASELINES[name]
+    env = make_env(cfg, "teacher", **feature_overrides(TEACHER_NAMES[name]))
     first = cfg.train_seed + SWEEP_SEED_OFFSET
     seeds = range(first, first + cfg.sweep_students)
     rewards = {
-        r: statistics.fmean(run_episode(env, LossRank(r), seed=s).reward for s in seeds)
+        r: statistics.fmean(run_episode(env, baseline.make(r), seed=s).reward for s in seeds)
         for r in cfg.ratios
     }
     return max(rewards, key=rewards.__getitem__), rewards
+
+
+def best_lossrank_ratio(cfg: ExperimentConfig) -> tuple[float, dict[float, float]]:
+    """LossRank's :func:`best_setting`: (best keep ratio, ratio -> mean reward)."""
+    return best_setting(cfg, "lossrank")
 
 
 def compare_teachers(
@@ -303,6 +420,8 @@ def compare_teachers(
     learned: Mapping[str, Teacher],
     best_ratio: float | None = None,
     *,
+    best: Mapping[str, float] | None = None,
+    baselines: Sequence[str] | None = None,
     report_test: bool | str = "eval",
     progress: Callable[[str, int, EpisodeResult], None] | None = None,
 ) -> dict[str, list[EpisodeResult]]:
@@ -312,25 +431,38 @@ def compare_teachers(
     ratio; then the :func:`heuristics_at` that ratio and every learned teacher teach the same
     seeds, interleaved seed by seed (see :func:`~l2t_gym.evaluation.evaluate`): the first
     teacher's episodes repeat exactly, and every teacher's wall-clock is measured under the
-    same conditions.
+    same conditions. A teacher that reads extra columns (``required_features``) teaches in an
+    env that shows them, with the same students.
 
     :param learned: name -> teacher, at least one.
     :param best_ratio: LossRank's best keep ratio (see :func:`best_lossrank_ratio`); None
         leaves that teacher out.
+    :param best: baseline name -> its best setting (see :func:`best_setting`), for the
+        baselines at their best.
+    :param baselines: the baselines run at the learned teacher's ratio besides LossRank
+        (default: :func:`available_baselines`).
     :param report_test: the student fold's ``report_test``: "eval" records test accuracy at
-        every dev evaluation, True at the end only.
+        every dev check, True at the end only.
     :param progress: called after every episode with (teacher name, seed, result).
     :return: teacher name -> results, one per seed: the heuristics first, then ``learned``.
     :raises ValueError: when ``learned`` is empty.
     """
     if not learned:
         raise ValueError("compare_teachers needs at least one learned teacher")
+    if baselines is None:
+        baselines = available_baselines(cfg)
     make = env_factory(cfg, "student", report_test=report_test)
     seeds = cfg.student_seeds
     first = next(iter(learned))
     probe = evaluate(make, {first: learned[first]}, seeds, progress)[first]
-    teachers = {**heuristics_at(keep_ratio(probe), best_ratio), **learned}
-    return evaluate(make, teachers, seeds, progress)
+    heuristics = heuristics_at(keep_ratio(probe), best_ratio, best=best, baselines=baselines)
+    teachers = {**heuristics, **learned}
+    own_envs = {
+        name: env_factory(cfg, "student", report_test=report_test, **feature_overrides(t))
+        for name, t in teachers.items()
+        if t.required_features
+    }
+    return evaluate(make, teachers, seeds, progress, own_envs)
 
 
 def write_report(

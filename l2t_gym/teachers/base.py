@@ -59,6 +59,11 @@ class Teacher(abc.ABC):
         numbers ignore it.
     """
 
+    #: Observation columns beyond the paper's that this teacher reads, by name. Experiment code
+    #: builds the teacher's env with them (``extra_features=...``); :meth:`reset` of a teacher
+    #: that lists any refuses an env without them.
+    required_features: tuple[str, ...] = ()
+
     def __init__(self, seed: int | None = None) -> None:
         self.rng = teacher_generator(seed)
         self.feature_names: tuple[str, ...] | None = None

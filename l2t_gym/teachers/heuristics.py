@@ -176,11 +176,21 @@ class LossRank(Teacher):
         self._loss = self.column("loss")
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        loss = self.rows(obs)[:, self._loss]
-        m = len(loss)
-        # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
-        k = max(1, math.ceil(round(self.keep_ratio * m, 9)))
-        keep = np.zeros(m, dtype=bool)
-        # A stable sort of -loss puts the earlier of two equal losses first.
-        keep[np.argsort(-loss, kind="stable")[:k]] = True
-        return keep
+        return keep_highest(self.rows(obs)[:, self._loss], self.keep_ratio)
+
+
+def keep_highest(scores: np.ndarray, keep_ratio: float) -> np.ndarray:
+    """Keep the ceil(``keep_ratio`` x M) highest of M scores, at least one; among equal scores
+    the earlier position wins, so the decision is deterministic.
+
+    :param scores: one score per candidate, shape (M,).
+    :param keep_ratio: fraction kept, in (0, 1].
+    :return: bool keep mask, shape (M,).
+    """
+    m = len(scores)
+    # Rounded first: 0.07 * 100 is 7.000000000000001 in floating point, whose ceil is 8.
+    k = max(1, math.ceil(round(keep_ratio * m, 9)))
+    keep = np.zeros(m, dtype=bool)
+    # A stable sort of -score puts the earlier of two equal scores first.
+    keep[np.argsort(-np.asarray(scores), kind="stable")[:k]] = True
+    return keep
