@@ -31,10 +31,18 @@ def test_demo_trains_then_compares_on_fresh_students(tmp_path):
     out = l2t("demo", "--out", str(tmp_path), "--episodes", "4", "--students", "2", *CPU).stdout
     assert "trained 4 episodes" in out and "seeds 1000-1001" in out
     lines = out.splitlines()
-    rows = [ln.split()[0] for ln in lines[lines.index(_table_head(lines)) + 2 :][:6]]
-    # The papers' names; Selective-Backprop runs at L2T's ratio (RHO-LOSS needs a column the
-    # env lacks, InfoBatch has no keep ratio and the demo no sweep).
-    assert rows == ["NoTeach", "RandTeach", "LossRank", "Selective-Backprop", "SPL", "L2T"]
+    rows = [ln.split()[0] for ln in lines[lines.index(_table_head(lines)) + 2 :][:7]]
+    # The papers' names; RHO-LOSS and Selective-Backprop run at L2T's ratio (InfoBatch has no
+    # keep ratio and the demo no sweep).
+    assert rows == [
+        "NoTeach",
+        "RandTeach",
+        "LossRank",
+        "RHO-LOSS",
+        "Selective-Backprop",
+        "SPL",
+        "L2T",
+    ]
     assert (tmp_path / "teacher.safetensors").is_file() and (tmp_path / "curves.png").is_file()
     history = json.loads((tmp_path / "training.json").read_text())
     assert [r["episode"] for r in history] == [0, 1, 2, 3]

@@ -41,6 +41,7 @@ from l2t_gym.teachers import (
     LossRank,
     NoTeach,
     RandTeach,
+    RhoLoss,
     SelectiveBackprop,
     SelfPaced,
     run_episode,
@@ -254,8 +255,11 @@ def test_heuristics_at_runs_the_new_baselines_at_the_ratio_where_they_have_one_a
         heuristics_at(0.5, baselines=["nope"])
 
 
-def test_rholoss_is_left_out_with_a_note_where_the_env_lacks_its_column(capsys):
+def test_every_baseline_runs_and_one_whose_column_the_env_lacks_is_left_out(capsys, monkeypatch):
     cfg = tiny()
+    assert available_baselines(cfg) == ["rholoss", "infobatch", "selectivebackprop"]
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(RhoLoss, "required_features", ("no_such_column",))
     assert available_baselines(cfg) == ["infobatch", "selectivebackprop"]
     assert "RHO-LOSS left out of the comparison" in capsys.readouterr().err
     assert available_baselines(tiny(baselines=())) == []

@@ -377,10 +377,10 @@ def available_baselines(cfg: ExperimentConfig, file: TextIO | None = None) -> li
         if extra:
             try:
                 make_env(cfg, "teacher", **extra)
-            except TypeError as err:
+            except (TypeError, ValueError) as err:
                 print(
                     f"note: {TEACHER_LABELS[name]} left out of the comparison: it needs "
-                    f"{extra}, which this env does not take ({err})",
+                    f"{extra}, which this env cannot give ({err})",
                     file=file if file is not None else sys.stderr,
                 )
                 continue
