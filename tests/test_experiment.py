@@ -28,6 +28,7 @@ from l2t_gym.experiment import (
     config_from_arguments,
     env_kwargs,
     feature_names,
+    feature_overrides,
     field_docs,
     heuristics_at,
     load_extra,
@@ -381,3 +382,18 @@ def test_load_extra_reads_an_sb3_model_and_a_bernoulli_teacher(tmp_path):
         load_extra("ppo.zip", env.feature_names)
     name, teacher = load_extra("r=lossrank", env.feature_names, kwargs={"keep_ratio": 0.4})
     assert name == "r" and isinstance(teacher, LossRank) and teacher.keep_ratio == 0.4
+
+
+def test_a_teachers_columns_join_those_the_experiment_asks_for():
+    cfg = tiny(env_args={**TINY, "extra_features": ("loss_rank",)})
+    kwargs = env_kwargs(cfg, "student", **feature_overrides(RhoLoss))
+    assert kwargs["extra_features"] == ("loss_rank", "irreducible_loss")
+    both = tiny(env_args={**TINY, "extra_features": ["irreducible_loss", "loss_rank"]})
+    assert env_kwargs(both, "teacher", **feature_overrides(RhoLoss))["extra_features"] == (
+        "irreducible_loss",
+        "loss_rank",
+    )
+    assert env_kwargs(tiny(), "teacher", **feature_overrides(RhoLoss))["extra_features"] == (
+        "irreducible_loss",
+    )
+    assert "extra_features" not in env_kwargs(tiny(), "teacher")

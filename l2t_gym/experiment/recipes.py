@@ -61,13 +61,20 @@ def env_kwargs(cfg: ExperimentConfig, fold: str, **overrides: Any) -> dict[str, 
     """The ``L2TEnv`` keyword arguments of ``cfg`` for one fold.
 
     :param fold: "teacher" or "student".
-    :param overrides: keyword arguments set before ``cfg.env_args`` (which win over them).
+    :param overrides: keyword arguments set before ``cfg.env_args`` (which win over them), but
+        ``extra_features`` given in both are joined (the experiment's first).
     :return: the keyword arguments; ``data`` holds the offline real data (a RawData, loaded once
         per process and folder) when ``cfg.offline_mnist`` or ``cfg.offline_cifar10`` names one.
     """
     kwargs = {"device": cfg.device, "candidate_cost": cfg.candidate_cost, **overrides}
     kwargs.update(cfg.env_args)
     kwargs["fold"] = fold
+    # Columns a teacher needs join those the experiment asks for (its own come first, so the
+    # learned teacher's layout is a prefix); a value of the wrong type is left for the env to
+    # refuse.
+    needed, have = overrides.get("extra_features", ()), cfg.env_args.get("extra_features")
+    if needed and isinstance(have, (tuple, list)):
+        kwargs["extra_features"] = (*have, *(name for name in needed if name not in have))
     for name in OFFLINE_DATA:
         folder = getattr(cfg, name)
         if folder:
