@@ -165,11 +165,8 @@ class LossRank(Teacher):
     """
 
     def __init__(self, keep_ratio: float = 0.5) -> None:
-        keep_ratio = float(keep_ratio)
-        if not 0.0 < keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio must lie in (0, 1], got {keep_ratio}")
         super().__init__()
-        self.keep_ratio = keep_ratio
+        self.keep_ratio = checked_keep_ratio(keep_ratio)
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
@@ -177,6 +174,17 @@ class LossRank(Teacher):
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return keep_highest(self.rows(obs)[:, self._loss], self.keep_ratio)
+
+
+def checked_keep_ratio(keep_ratio: float) -> float:
+    """``keep_ratio`` as a float in (0, 1] (a teacher's fraction of each batch kept).
+
+    :raises ValueError: outside (0, 1], naming ``keep_ratio``.
+    """
+    keep_ratio = float(keep_ratio)
+    if not 0.0 < keep_ratio <= 1.0:
+        raise ValueError(f"keep_ratio must lie in (0, 1], got {keep_ratio}")
+    return keep_ratio
 
 
 def keep_highest(scores: np.ndarray, keep_ratio: float) -> np.ndarray:

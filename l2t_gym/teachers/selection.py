@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from l2t_gym.teachers.base import Teacher
-from l2t_gym.teachers.heuristics import keep_highest
+from l2t_gym.teachers.heuristics import checked_keep_ratio, keep_highest
 from l2t_gym.teachers.sampling import sample_keep
 
 #: The column of the irreducible loss, the loss of a model trained on held-out data.
@@ -50,11 +50,8 @@ class RhoLoss(Teacher):
     required_features = (IRREDUCIBLE_LOSS,)
 
     def __init__(self, keep_ratio: float = 0.1) -> None:
-        keep_ratio = float(keep_ratio)
-        if not 0.0 < keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio must lie in (0, 1], got {keep_ratio}")
         super().__init__()
-        self.keep_ratio = keep_ratio
+        self.keep_ratio = checked_keep_ratio(keep_ratio)
 
     def reset(self, feature_names: Sequence[str], *, seed: int | None = None) -> None:
         super().reset(feature_names, seed=seed)
