@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,10 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = functools.partial(_show_warning, args.command)
         try:
+            if getattr(args, "out", None):
+                _check_writable(Path(args.out))  # before the work, not after it
             return args.func(args)
         except (ValueError, OSError) as err:  # DamagedFileError is a ValueError
             print(f"l2t {args.command}: error: {err}", file=sys.stderr)
             return 2
+
+
+def _check_writable(folder: Path) -> None:
+    """Make ``folder`` and write and remove a file in it, or raise the OSError that says why
+    not (a command's results go there at its end)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
 
 
 def _show_warning(command: str, message: Warning | str, *_: Any, **__: Any) -> None:

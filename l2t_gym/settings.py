@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,8 @@ class Settings:
         global generator is left as it was).
 
         :raises TypeError: if a ``student`` callable returns something other than an nn.Module.
+        :raises ValueError: the first time, if that module cannot read two of the task's inputs
+            or does not answer with (2, C) logits.
         """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -199,7 +202,11 @@ class Settings:
                 model = build_student(
                     self.student, data.input_shape, data.num_classes, vocab_size=data.vocab_size
                 )
-        return model.to(self.device)
+        model = model.to(self.device)
+        if callable(self.student) and self not in _MODULES_CHECKED:
+            _check_module(model, data)
+            _MODULES_CHECKED.add(self)
+        return model
 
     def build_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         """The student's optimiser: ``"sgd"`` (with momentum) or ``"adam"``, fused kernels where
@@ -255,6 +262,35 @@ class Settings:
                 f"channels_last needs 4-D image inputs (N, C, H, W); task {self.task!r} has "
                 f"inputs of shape (N, {', '.join(map(str, shape))})"
             )
+
+
+#: Settings whose student callable's module has been checked once (see :func:`_check_module`).
+_MODULES_CHECKED: weakref.WeakSet[Settings] = weakref.WeakSet()
+
+
+def _check_module(model: nn.Module, data: DeviceData) -> None:
+    """Refuse, naming ``student``, a user's module that cannot read the task's inputs or does not
+    return one logit per class: one forward of two training inputs in evaluation mode, without
+    gradients, so no parameter, statistic or random stream changes."""
+    x, c = data.x_train[:2], data.num_classes
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as err:
+        raise ValueError(
+            f"student: the callable's {type(model).__name__} cannot read the task's inputs of "
+            f"shape (N, {', '.join(map(str, data.input_shape))}) ({type(err).__name__}: {err})"
+        ) from err
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, c):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"student: the callable's {type(model).__name__} returns {got} for 2 inputs; "
+            f"expected logits of shape (2, {c}), one per class"
+        )
 
 
 def _checked(values: dict[str, Any], spec: TaskSpec) -> dict[str, Any]:

@@ -137,3 +137,22 @@ def test_resume_without_a_checkpoint_starts_and_past_a_damaged_one_warns(tmp_pat
 def _table_head(lines: list[str]) -> str:
     (head,) = [ln for ln in lines if ln.startswith("teacher ")]
     return head
+
+
+def test_an_output_folder_that_cannot_be_written_stops_the_command_before_the_work(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = l2t(
+        "evaluate",
+        "L2T-Digits-v0",
+        "--teacher",
+        "noteach",
+        "--students",
+        "2",
+        "--out",
+        str(blocker / "out"),
+        *CPU,
+        expect=2,
+    )
+    assert proc.stderr.startswith("l2t evaluate: error:") and len(proc.stderr.splitlines()) == 1
+    assert "teacher" not in proc.stdout  # no student was taught, no table printed

@@ -202,3 +202,22 @@ def test_make_teacher_loads_an_sb3_zip_as_a_teacher(tmp_path):
         make_teacher(tmp_path / "ppo.zip", expected_feature_names=("loss",))
     with pytest.raises(ValueError, match="algo 'Nope'"):
         make_teacher(tmp_path / "ppo.zip", algo="Nope")
+
+
+@pytest.mark.parametrize(
+    "spec, kwargs, message",
+    [
+        ("rand", {"keep_prob": "abc"}, r"teacher 'rand': could not convert.*keep_prob"),
+        ("infobatch", {"prune_ratio": 2}, r"teacher 'infobatch': prune_ratio must lie in"),
+        ("rholoss", {"keep_ratio": 0}, r"teacher 'rholoss': keep_ratio must lie in"),
+    ],
+)
+def test_values_a_teacher_refuses_are_reported_with_the_teachers_name(spec, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_teacher(spec, **kwargs)
+
+
+@pytest.mark.parametrize("spec", [None, 3, 0.5])
+def test_a_spec_that_is_no_string_or_path_is_refused_saying_what_was_expected(spec):
+    with pytest.raises(TypeError, match="teacher spec must be a name, a path or"):
+        make_teacher(spec)

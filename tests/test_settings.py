@@ -398,3 +398,36 @@ def test_extra_features_pass_through_gym_make_and_make_vec_as_a_tuple():
     assert env.unwrapped.feature_names == vec.unwrapped.feature_names
     assert vec.single_observation_space.shape == (32, 27)
     assert resolve(extra_features=None).extra_features == ()
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (lambda: nn.Linear(5, 10), r"cannot read the task's inputs of shape \(N, 1, 8, 8\)"),
+        (lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), r"returns \(2, 3\).*\(2, 10\)"),
+    ],
+)
+def test_a_student_callable_whose_module_does_not_fit_the_task_is_refused_naming_it(
+    factory, message
+):
+    for env in (
+        gym.make("L2T-Digits-v0", device="cpu", student=factory),
+        L2TVectorEnv(2, "digits", device="cpu", student=factory),
+    ):
+        with pytest.raises(ValueError, match="student: .*" + message):
+            env.reset(seed=0)
+
+
+def test_checking_a_student_callables_module_changes_nothing_it_builds():
+    def factory():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Linear(16, 10))
+
+    settings = Settings.resolve("digits", device="cpu", student=factory)
+    data = settings.load_data()
+    checked = settings.build_student(data, seed=3)  # the first build runs the check
+    again = settings.build_student(data, seed=3)
+    assert checked.training and again.training
+    for (name, a), (_, b) in zip(
+        checked.state_dict().items(), again.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

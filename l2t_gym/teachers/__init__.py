@@ -97,10 +97,18 @@ def make_teacher(spec: str | os.PathLike, **kwargs: Any) -> Teacher:
     :return: the teacher.
     :raises ValueError: naming the spec: an unknown name that is no file and no
         ``module:Class``, a module that does not import, a missing class, a class that is not a
-        Teacher, keyword arguments its constructor does not take (or its own ValueError for
-        values out of range), "rand" without ``keep_prob``.
+        Teacher, keyword arguments its constructor does not take or values it refuses, "rand"
+        without ``keep_prob``.
+    :raises TypeError: if ``spec`` is neither a string nor a path.
     """
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(
+            f"teacher spec must be a name, a path or package.module:Class, got "
+            f"{type(spec).__name__}"
+        )
     name = os.fspath(spec)
+    if not isinstance(name, str):
+        name = os.fsdecode(name)
     if name.lower() in TEACHER_NAMES:
         if name.lower() == "rand" and "keep_prob" not in kwargs:
             raise ValueError(
@@ -155,7 +163,10 @@ def _check_kwargs(spec: str, func: Any, kwargs: dict[str, Any], *args: Any) -> N
 
 def _construct(spec: str, cls: type[Teacher], kwargs: dict[str, Any]) -> Teacher:
     _check_kwargs(spec, cls, kwargs)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:  # a value its constructor refuses: say whose
+        raise ValueError(f"teacher {spec!r}: {err} (given {kwargs})") from err
 
 
 def _load_sb3(
