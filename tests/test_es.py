@@ -229,3 +229,35 @@ def test_checkpoint_payload_is_a_pickle_of_the_cma_object(tmp_path):
     state = pickle.loads(payload)
     np.testing.assert_array_equal(state["es"].mean, trainer.es.mean)
     assert state["history"] == trainer.history
+
+
+def test_cli_trains_by_es_and_the_teacher_loads(tmp_path):
+    import csv
+    import json
+
+    from script_runner import run as run_script
+
+    args = ["train", "L2T-Digits-v0", "--algo", "es", "--episodes", "16", "--es-popsize", "4"]
+    args += ["--es-students", "2", "--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    out = run_script("-m", "l2t_gym", *args, "--env-arg", "max_iters=20").stdout
+    assert "trained 2 generations (16 episodes) by CMA-ES" in out
+    teacher = BernoulliTeacher.load(tmp_path / "teacher.safetensors")
+    assert teacher.task == "digits"
+    assert [r["generation"] for r in json.loads((tmp_path / "training.json").read_text())] == [0, 1]
+    rows = list(csv.DictReader((tmp_path / "training.csv").open()))
+    assert [r["episodes"] for r in rows] == ["8", "16"] and "sigma" in rows[0]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"algo": "ppo"}, "algo"),
+        ({"es_sigma": -1.0}, "es_sigma"),
+        ({"es_students": 0}, "es_students"),
+    ],
+)
+def test_experiment_config_refuses_bad_es_settings_naming_the_field(bad, field):
+    from l2t_gym.experiment import ExperimentConfig
+
+    with pytest.raises(ValueError, match=field):
+        ExperimentConfig(**bad)
