@@ -38,6 +38,7 @@ from l2t_gym.experiment import (
 )
 from l2t_gym.report import format_table, plot_curves, write_csv
 from l2t_gym.teachers import TEACHER_LABELS, EpisodeResult, Teacher, make_teacher
+from l2t_gym.teachers import es as es_files
 from l2t_gym.teachers.reinforce import checkpoint_files
 
 __all__ = ["main", "parse_key_value"]  # parse_key_value lived here once
@@ -55,6 +56,8 @@ TRAINING = (
     "vector",
     "patience",
 )
+#: The teacher-training algorithm and CMA-ES's options of ``train`` (fields of ExperimentConfig).
+ES_OPTIONS = ("algo", "es_popsize", "es_sigma", "es_students")
 # The command's own defaults where they differ from the benchmarks' (ExperimentConfig's).
 _DEFAULTS = {
     "demo": {"task": "digits", "episodes": 160, "students_per_update": 4, "lr": 0.03},
@@ -128,7 +131,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train a Bernoulli teacher by REINFORCE on a task's teacher fold."""
+    """Train a Bernoulli teacher by REINFORCE (or CMA-ES: --algo es) on a task's teacher fold."""
     cfg = _config(args, task=args.env_id, train_seed=args.seed)
     _train(cfg, resume=args.resume, quiet=args.quiet)
     print(f"teacher saved to {Path(cfg.out) / TEACHER_FILE}")
@@ -189,7 +192,8 @@ def _teacher_name(spec: str, given: Mapping[str, Any], kwargs: Mapping[str, Any]
 # -- what the commands print and write ---------------------------------------------------------
 def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     folder = checkpoint_folder(cfg)
-    if resume and not checkpoint_files(folder):
+    files = es_files.checkpoint_files if cfg.algo == "es" else checkpoint_files
+    if resume and not files(folder):
         print(f"--resume: no checkpoint in {folder} yet; starting the run from episode 0")
     bar = tqdm(
         total=cfg.episodes,
@@ -207,13 +211,37 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
             baseline=f"{r['baseline']:.3f}",
         )
 
-    trained = train_teacher(cfg, on_episode, resume=resume)
+    def on_generation(r: dict[str, Any]) -> None:
+        bar.update(r["episodes"] - bar.n)
+        bar.set_postfix(
+            generation=r["generation"],
+            fitness=f"{r['mean_fitness']:.3f}",
+            best=f"{r['best_fitness']:.3f}",
+            keep=f"{r['keep_ratio']:.2f}",
+            sigma=f"{r['sigma']:.3f}",
+        )
+
+    es = cfg.algo == "es"
+    trained = train_teacher(cfg, on_generation if es else on_episode, resume=resume)
     bar.close()
     if trained.resumed_from is not None:
         print(f"resumed from {trained.resumed_from} ({trained.resumed_episodes} episodes done)")
     out = Path(cfg.out)
     trained.save(out / TEACHER_FILE, out / "training.json")
     n = len(trained.history)
+    if es:
+        last = trained.history[-1] if n else None
+        print(
+            f"trained {n} generations ({last['episodes'] if last else 0} episodes) by CMA-ES in "
+            f"{trained.seconds:.1f}s"
+            + (
+                f"; last generation: mean reward {last['mean_fitness']:.3f}, keep ratio "
+                f"{last['keep_ratio']:.2f}, sigma {last['sigma']:.3f}"
+                if last
+                else ""
+            )
+        )
+        return trained
     reward, keep = trained.tail(20)
     print(
         f"trained {n} episodes in {trained.seconds:.1f}s"
@@ -277,8 +305,8 @@ def _parser() -> argparse.ArgumentParser:
     t = command(
         "train",
         train,
-        "train a Bernoulli teacher by REINFORCE on a task's teacher fold",
-        [*TRAINING, "checkpoint_every", "env_args"],
+        "train a Bernoulli teacher by REINFORCE (or CMA-ES, --algo es) on a task's teacher fold",
+        [*TRAINING, "checkpoint_every", "env_args", *ES_OPTIONS],
     )
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     e = command(

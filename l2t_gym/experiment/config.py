@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from l2t_gym import ENV_IDS, TASKS
 from l2t_gym.settings import ARGUMENTS
+from l2t_gym.teachers.es import ESConfig
 from l2t_gym.teachers.reinforce import ReinforceConfig
 
 # Set by the recipes themselves, per fold; in env_args they would silently fight them.
@@ -101,6 +102,16 @@ class ExperimentConfig:
     """REINFORCE: stop after this many updates without a reward gain (None: never)."""
     checkpoint_every: int = 0
     """REINFORCE: episodes between checkpoints in <out>/checkpoints (0: none)."""
+    algo: Literal["reinforce", "es"] = "reinforce"
+    """How the teacher is trained: REINFORCE (the paper) or CMA-ES with common random numbers
+    (``l2t_gym.teachers.es``, needs ``pip install "l2t-gym[es]"``); episodes is the budget of
+    both."""
+    es_popsize: int | None = None
+    """ES: candidates per generation (None: cma's default, 4 + 3 ln n for n parameters)."""
+    es_sigma: float = 0.5
+    """ES: CMA-ES's initial step size, in parameter units."""
+    es_students: int = 4
+    """ES: students every candidate of a generation teaches (the same seeds for all)."""
     init_keep: float = 0.9
     """Keep probability of the untrained BernoulliTeacher."""
     train_seed: int = 0
@@ -160,6 +171,9 @@ class ExperimentConfig:
         # Two students at least: every comparison pairs the teachers' runs seed by seed.
         _at_least(self, students=2, sweep_students=1, threads=1, episodes=0, checkpoint_every=0)
         self.reinforce_config(episodes=max(self.episodes, 1))  # its own checks, named
+        if self.algo not in ("reinforce", "es"):
+            raise ValueError(f"algo must be 'reinforce' or 'es', got {self.algo!r}")
+        self.es_config(episodes=max(self.episodes, 1))
 
     @property
     def env_id(self) -> str:
@@ -190,6 +204,30 @@ class ExperimentConfig:
             "seed": self.train_seed,
         }
         return ReinforceConfig(**{**settings, **overrides})
+
+    def es_config(self, **overrides: Any) -> ESConfig:
+        """The CMA-ES settings of this experiment (see :class:`~l2t_gym.teachers.es.ESConfig`).
+
+        :param overrides: its fields to set otherwise.
+        :raises ValueError: when a setting is out of range, naming ESConfig's field.
+        """
+        settings = {
+            "episodes": self.episodes,
+            "popsize": self.es_popsize,
+            "sigma0": self.es_sigma,
+            "students": self.es_students,
+            "seed": self.train_seed,
+            "checkpoint_every": self.checkpoint_every,
+        }
+        try:
+            return ESConfig(**{**settings, **overrides})
+        except ValueError as err:  # ESConfig names its own field; say ours
+            message = str(err)
+            for theirs, ours in (("popsize", "es_popsize"), ("sigma0", "es_sigma")):
+                message = message.replace(theirs + " ", ours + " ", 1)
+            if message.startswith("students "):
+                message = "es_" + message
+            raise ValueError(message) from err
 
 
 def resolve_task(name: str) -> str:

@@ -2,9 +2,9 @@
 
 * envs of a fold: :func:`make_env`, :func:`make_vector_env` (students side by side),
   :func:`env_factory`, :func:`feature_names`;
-* train a teacher: :func:`train_teacher` (REINFORCE on the teacher fold, with checkpoints,
-  resume and a progress callback), :func:`checkpoint_folder`, :func:`initial_teacher`,
-  :func:`training_printer`;
+* train a teacher: :func:`train_teacher` (REINFORCE, or CMA-ES with ``algo="es"``, on the
+  teacher fold, with checkpoints, resume and a progress callback), :func:`checkpoint_folder`,
+  :func:`initial_teacher`, :func:`training_printer`;
 * the heuristics: :func:`heuristics_at` a keep ratio, :func:`best_setting` of a baseline on the
   teacher fold (:data:`BASELINES`: LossRank, RHO-LOSS, Selective-Backprop, InfoBatch),
   :func:`available_baselines`, :func:`feature_overrides`;
@@ -18,7 +18,9 @@ sees the student fold while choosing a teacher or a setting.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import os
 import statistics
@@ -148,18 +150,25 @@ class TrainedTeacher:
     task: str
     resumed_from: Path | None = None
     resumed_episodes: int = 0
+    algo: str = "reinforce"
+    """How it was trained; with "es" the history holds one record per generation (generation,
+    episodes, mean_fitness, best_fitness, fitness, keep_ratio, reached_tau, sigma; see
+    :meth:`l2t_gym.teachers.es.ESTrainer.train`)."""
 
     def tail(self, n: int) -> tuple[float, float]:
-        """(mean reward, mean keep ratio) of the last ``n`` episodes; NaNs without any."""
+        """(mean reward, mean keep ratio) of the last ``n`` records (episodes; generations
+        with ES, their mean fitness); NaNs without any."""
         last = self.history[-min(len(self.history), n) :] if n > 0 else []
         if not last:
             return float("nan"), float("nan")
-        reward = statistics.fmean(r["reward"] for r in last)
+        key = "mean_fitness" if self.algo == "es" else "reward"
+        reward = statistics.fmean(r[key] for r in last)
         return reward, statistics.fmean(r["keep_ratio"] for r in last)
 
     def save(self, path: Path, history: Path | None = None) -> None:
         """Write the teacher (safetensors, with the task and its checksum) and, given
-        ``history``, the episode records as JSON; each file atomically.
+        ``history``, the episode records as JSON (and, trained by ES, the generations as a CSV
+        beside it, ``history`` with the suffix ``.csv``); each file atomically.
 
         :param path: the teacher's file (its folder is made).
         :param history: the JSON file of the history (None: not written).
@@ -168,6 +177,21 @@ class TrainedTeacher:
         self.teacher.save(path, task=self.task)
         if history is not None:
             write_text(history, json.dumps(self.history, indent=1))
+            if self.algo == "es":  # the training curve, one row per generation
+                write_text(history.with_suffix(".csv"), _curve_csv(self.history))
+
+
+def _curve_csv(history: Sequence[Mapping[str, Any]]) -> str:
+    """The scalar fields of the records as CSV (lists such as ES's per-candidate fitness are
+    left to the JSON)."""
+    if not history:
+        return ""
+    columns = [k for k, v in history[0].items() if not isinstance(v, (list, tuple, dict))]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
 
 
 def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTeacher:
@@ -195,7 +219,10 @@ def train_teacher(
     callback: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
 ) -> TrainedTeacher:
-    """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold.
+    """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold, or by CMA-ES with
+    ``cfg.algo == "es"`` (:mod:`l2t_gym.teachers.es`: ``cfg.episodes`` is the budget, whole
+    generations of ``popsize x es_students`` runs; the callback gets one record per generation;
+    ``cfg.vector`` runs a candidate's ``es_students`` side by side).
 
     The students of an update run one after the other, or side by side with ``cfg.vector``.
     With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder`. With
@@ -211,12 +238,15 @@ def train_teacher(
         another run.
     """
     if cfg.vector:
-        env = make_vector_env(cfg, "teacher", cfg.students_per_update)
+        students = cfg.es_students if cfg.algo == "es" else cfg.students_per_update
+        env = make_vector_env(cfg, "teacher", students)
     else:
         env = make_env(cfg, "teacher")
     teacher = initial_teacher(cfg, env.unwrapped.feature_names)
     if cfg.episodes == 0:
-        return TrainedTeacher(teacher, [], 0.0, False, cfg.task)
+        return TrainedTeacher(teacher, [], 0.0, False, cfg.task, algo=cfg.algo)
+    if cfg.algo == "es":
+        return _train_teacher_es(cfg, env, teacher, callback, resume)
     # The folder is given even without checkpoint_every, so that resume still finds the
     # checkpoints of an earlier run that wrote them.
     trainer = ReinforceTrainer(env, teacher, cfg.reinforce_config(), checkpoint_folder(cfg))
@@ -228,6 +258,26 @@ def train_teacher(
     return TrainedTeacher(
         teacher, history, seconds, trainer.stopped_early, cfg.task, found, resumed
     )
+
+
+def _train_teacher_es(
+    cfg: ExperimentConfig,
+    env: gym.Env,
+    teacher: BernoulliTeacher,
+    callback: Callable[[dict[str, Any]], None] | None,
+    resume: bool,
+) -> TrainedTeacher:
+    # CMA-ES (l2t_gym.teachers.es, which imports the optional cma): the same folds, budget and
+    # checkpoint folder as REINFORCE; one history record per generation.
+    from l2t_gym.teachers.es import ESTrainer
+
+    trainer = ESTrainer(env, teacher, cfg.es_config(), checkpoint_folder(cfg))
+    found = trainer.resume() if resume else None
+    resumed = trainer.episodes_done
+    start = time.perf_counter()
+    history = trainer.train(callback=callback)
+    seconds = time.perf_counter() - start
+    return TrainedTeacher(teacher, history, seconds, False, cfg.task, found, resumed, "es")
 
 
 def training_printer(

@@ -8,7 +8,8 @@ the start of an episode, then ``act(obs)`` -> keep mask.
 The rooms: ``base`` (the interface), ``sampling`` (the one keep-sampler: logits to decisions and
 log-probabilities), ``heuristics``, ``selection`` and ``bernoulli`` (the teachers), ``rollout``
 (the one loop: :func:`run_episodes` runs episodes on one env or a vector env, :func:`run_episode`
-one episode) and ``reinforce`` (training the Bernoulli teacher).
+one episode), ``reinforce`` and ``es`` (training the Bernoulli teacher by policy gradient or by
+CMA-ES; ``es`` needs the optional ``cma``).
 """
 
 from __future__ import annotations

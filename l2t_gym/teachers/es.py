@@ -1,0 +1,424 @@
+"""Evolution strategies for the Bernoulli teacher: CMA-ES with common random numbers.
+
+A gradient-free alternative to REINFORCE (:mod:`l2t_gym.teachers.reinforce`): the teacher's
+network is one flat parameter vector theta (for d = 25 and 12 hidden units, 325 numbers), and
+CMA-ES (Hansen & Ostermeier 2001; Hansen, "The CMA Evolution Strategy: A Tutorial", 2016)
+searches it with a population of candidates per generation. ES as a scalable alternative to
+policy gradients in RL is Salimans et al. (2017), "Evolution Strategies as a Scalable
+Alternative to Reinforcement Learning".
+
+Fitness. A candidate's fitness is the mean episode reward, -log(i_tau / T'), over the K students
+it teaches. cma minimises, so it is told minus the fitness.
+
+Common random numbers. How fast a student reaches tau depends as much on its initialisation and
+data order as on its teacher (on Digits keep-all students take 28 to 56 iterations). Every
+candidate of a generation therefore teaches the *same* K student seeds (:func:`student_seed`,
+from the run's seed, the generation and k), so candidates are ranked on the same students and
+the students' spread cancels out of the ranking; the seeds change from one generation to the
+next so the teacher does not fit a few students. Each candidate samples its keep decisions from
+its own stream (:func:`sampling_seed`: run seed, generation, candidate, k).
+
+Which parameters the teacher keeps. After every generation (and so after training) the teacher
+holds the distribution's mean, cma's ``result.xfavorite``, not the best candidate evaluated: a
+best candidate's fitness is the maximum of noisy K-student means, biased upwards by selection,
+while the mean is what CMA-ES believes is best.
+
+Why CMA-ES and the ``cma`` package: it adapts the step size and the full covariance of the
+search distribution itself (no learning rate to tune), and ``cma`` is Hansen's own reference
+implementation, well kept and pure Python (numpy only). Alternatives such as evotorch pull in
+Ray and more. It is an optional extra: ``pip install "l2t-gym[es]"``; it is imported only
+when an :class:`ESTrainer` is built.
+
+Reproducibility. cma draws its samples from NumPy's global generator by default, and pickles
+that generator *by value* inside itself, so a resumed run would draw from a stale copy. The
+trainer gives cma its own normal sampler instead (a seeded ``np.random.Generator``, pickled
+with the cma object), and swaps a private state of the global generator in around every cma
+call (cma draws a few uniforms from it) and back out, keeping that state in the checkpoint:
+a run neither disturbs nor depends on other users of ``np.random``, and a resumed run
+continues exactly as if it had never stopped.
+
+Checkpoints are pickled (the cma object has no other serialisation) inside a file sealed with
+its SHA-256 (:func:`l2t_gym.files.seal`): the checksum catches damage, not malice, and
+unpickling can run code, so resume only from checkpoints of a trusted source.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from l2t_gym.files import DamagedFileError, seal, unseal, write_bytes
+from l2t_gym.teachers import rollout
+from l2t_gym.teachers.bernoulli import BernoulliTeacher
+
+#: The first line of an ES checkpoint file.
+CHECKPOINT_KIND = "l2t-gym es checkpoint 1"
+_CHECKPOINT_NAME = re.compile(r"es-checkpoint-(\d+)\.pkl")
+_INSTALL_HINT = 'ESTrainer needs the cma package: pip install "l2t-gym[es]" (or pip install cma)'
+_STATE_KEYS = ("config", "es", "numpy_state", "policy", "history", "feature_names")
+
+
+def _import_cma() -> Any:
+    try:
+        import cma
+    except ImportError as err:
+        raise ImportError(_INSTALL_HINT) from err
+    return cma
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Settings of a CMA-ES run.
+
+    :param episodes: student runs in all (the budget); the run does whole generations of
+        ``popsize * students`` runs while the next one fits, so it needs at least one.
+    :param popsize: candidates per generation (None: cma's default, 4 + floor(3 ln n) for n
+        parameters, 21 for the paper's teacher on 25 features); at least 2.
+    :param sigma0: the initial step size, in parameter units (> 0).
+    :param students: K, the student seeds every candidate of a generation teaches (> 0).
+    :param seed: the run's seed; every student, sampling and cma seed derives from it.
+    :param checkpoint_every: episodes between checkpoints, written after the generation that
+        crosses a multiple (0: none).
+    :raises ValueError: naming the field, for values outside those ranges.
+    """
+
+    episodes: int = 400
+    popsize: int | None = None
+    sigma0: float = 0.5
+    students: int = 4
+    seed: int = 0
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be positive, got {self.episodes}")
+        if self.popsize is not None and self.popsize < 2:
+            raise ValueError(f"popsize must be at least 2 or None, got {self.popsize}")
+        if not (np.isfinite(self.sigma0) and self.sigma0 > 0):
+            raise ValueError(f"sigma0 must be positive, got {self.sigma0}")
+        if self.students < 1:
+            raise ValueError(f"students must be positive, got {self.students}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+
+class _Normal:
+    """cma's ``randn`` option: standard normal samples of a given shape from a private,
+    picklable generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = np.random.default_rng(seed)
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.generator.standard_normal(shape)
+
+
+def _derived_seed(seed: int, *key: int) -> int:
+    # SeedSequence mixes (seed, key) so that no two keys of a run share a stream.
+    state = np.random.SeedSequence(seed, spawn_key=key).generate_state(1, dtype=np.uint32)
+    return int(state[0] >> 1)
+
+
+def student_seed(seed: int, generation: int, k: int) -> int:
+    """The env seed of the k-th student of a generation, shared by all its candidates.
+
+    :param seed: the run's seed.
+    :param generation: the generation's index (0-based).
+    :param k: the student's index in 0 .. K-1.
+    :return: a seed in [0, 2**31).
+    """
+    return _derived_seed(seed, 0, generation, k)
+
+
+def sampling_seed(seed: int, generation: int, candidate: int, k: int) -> int:
+    """The teacher's sampling seed when candidate ``candidate`` teaches student k.
+
+    :return: a seed in [0, 2**31).
+    """
+    return _derived_seed(seed, 1, generation, candidate, k)
+
+
+class ESTrainer:
+    """Trains a :class:`BernoulliTeacher` by CMA-ES (see the module docstring).
+
+    A generation: cma proposes ``popsize`` parameter vectors (``ask``); each is written into a
+    working copy of the teacher, which teaches the generation's K students
+    (:func:`l2t_gym.teachers.rollout.run_episodes`); cma is told minus each candidate's mean
+    reward (``tell``); the teacher takes the new mean. In a vector env a candidate's K
+    students train side by side (best with ``num_envs == students``; otherwise in waves), each
+    with the seed and sampling stream it has alone, so the run equals the sequential one.
+
+    :param env: one env, or a vector env (``gym.make_vec``, :class:`~l2t_gym.vector.L2TVectorEnv`).
+    :param teacher: the teacher to train; its current parameters are the start (so its
+        ``init_keep`` sets where the search begins) and it ends holding the mean.
+    :param config: the run's settings.
+    :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks.
+    :raises ImportError: when ``cma`` is not installed, saying how to install it.
+    :raises ValueError: if ``checkpoint_every`` is set without a ``checkpoint_dir``, or the
+        budget holds no whole generation (naming ``episodes``).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        teacher: BernoulliTeacher,
+        config: ESConfig = ESConfig(),
+        checkpoint_dir: str | os.PathLike | None = None,
+    ) -> None:
+        cma = _import_cma()
+        self.env, self.teacher, self.config = env, teacher, config
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if config.checkpoint_every and self.checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs a checkpoint_dir")
+        x0 = self.parameters().astype(np.float64)
+        options: dict[str, Any] = {
+            "randn": _Normal(_derived_seed(config.seed, 2)),
+            "seed": np.nan,  # cma: leave the global generator's seed alone
+            "verbose": -9,
+            "verb_disp": 0,
+            "verb_log": 0,
+        }
+        if config.popsize is not None:
+            options["popsize"] = config.popsize
+        self._numpy_state = np.random.RandomState(_derived_seed(config.seed, 3)).get_state()
+        with self._cma_numpy():
+            self.es = cma.CMAEvolutionStrategy(x0, config.sigma0, options)
+        self.popsize = int(self.es.popsize)
+        self.episodes_per_generation = self.popsize * config.students
+        self.generations = config.episodes // self.episodes_per_generation
+        if self.generations < 1:
+            raise ValueError(
+                f"episodes ({config.episodes}) must hold one generation of popsize "
+                f"{self.popsize} x students {config.students} = "
+                f"{self.episodes_per_generation} student runs"
+            )
+        self._worker = copy.deepcopy(teacher)
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def generations_done(self) -> int:
+        """Generations run and told to cma so far."""
+        return len(self.history)
+
+    @property
+    def episodes_done(self) -> int:
+        """Student runs so far."""
+        return self.generations_done * self.episodes_per_generation
+
+    def parameters(self) -> np.ndarray:
+        """The teacher's parameters as one flat float32 vector (n,), in ``policy.parameters()``
+        order."""
+        with torch.no_grad():
+            return parameters_to_vector(self.teacher.policy.parameters()).cpu().numpy().copy()
+
+    @staticmethod
+    def _load(teacher: BernoulliTeacher, x: np.ndarray) -> None:
+        with torch.no_grad():
+            vector_to_parameters(
+                torch.as_tensor(np.asarray(x), dtype=torch.float32), teacher.policy.parameters()
+            )
+
+    @contextmanager
+    def _cma_numpy(self) -> Iterator[None]:
+        """NumPy's global generator holds this run's state inside the block, the caller's
+        outside it."""
+        outside = np.random.get_state()  # noqa: NPY002 - cma draws from the global generator
+        np.random.set_state(self._numpy_state)  # noqa: NPY002 - cma draws from the global generator
+        try:
+            yield
+        finally:
+            self._numpy_state = np.random.get_state()  # noqa: NPY002 - cma draws from the global generator
+            np.random.set_state(outside)  # noqa: NPY002 - cma draws from the global generator
+
+    def evaluate(
+        self, generation: int, candidates: list[np.ndarray]
+    ) -> list[list[rollout.EpisodeResult]]:
+        """Each candidate teaches the generation's K students (common random numbers).
+
+        :param generation: the generation's index; it fixes the student and sampling seeds.
+        :param candidates: the parameter vectors, each (n,).
+        :return: per candidate, its K episodes' results, in student order.
+        """
+        cfg = self.config
+        env_seeds = [student_seed(cfg.seed, generation, k) for k in range(cfg.students)]
+        results = []
+        for c, x in enumerate(candidates):
+            self._load(self._worker, x)
+            runs = rollout.run_episodes(
+                self.env,
+                self._worker,
+                env_seeds,
+                teacher_seeds=[
+                    sampling_seed(cfg.seed, generation, c, k) for k in range(cfg.students)
+                ],
+                curves=False,
+            )
+            results.append(runs)
+        return results
+
+    def train(self, callback: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
+        """Run the remaining generations of the budget.
+
+        :param callback: called after every generation with its record: generation,
+            episodes (student runs so far), mean_fitness and best_fitness (the mean and the
+            largest of the candidates' mean rewards), fitness (each candidate's), keep_ratio
+            (the mean keep ratio over the generation's runs), reached_tau (the fraction of
+            them that reached tau) and sigma (cma's step size after the update).
+        :return: the history, one record per generation (also ``self.history``).
+        """
+        every = self.config.checkpoint_every
+        while self.generations_done < self.generations:
+            generation = self.generations_done
+            with self._cma_numpy():
+                candidates = self.es.ask()
+            results = self.evaluate(generation, candidates)
+            runs = [r for per_candidate in results for r in per_candidate]
+            fitness = [float(np.mean([r.reward for r in rs])) for rs in results]
+            with self._cma_numpy():
+                self.es.tell(candidates, [-f for f in fitness])
+            self._load(self.teacher, self.es.result.xfavorite)
+            before = self.episodes_done
+            record = {
+                "generation": generation,
+                "episodes": before + self.episodes_per_generation,
+                "mean_fitness": float(np.mean(fitness)),
+                "best_fitness": max(fitness),
+                "fitness": fitness,
+                "keep_ratio": float(np.mean([r.keep_ratio for r in runs])),
+                "reached_tau": float(np.mean([r.reached_tau for r in runs])),
+                "sigma": float(self.es.sigma),
+            }
+            self.history.append(record)
+            if callback is not None:
+                callback(record)
+            if every and self.episodes_done // every > before // every:
+                self.save_checkpoint()
+        return self.history
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Write ``es-checkpoint-<episodes done>.pkl`` into ``checkpoint_dir``: the pickled cma
+        object, NumPy state, history and teacher weights, sealed with a SHA-256, atomically.
+
+        :return: the file's path.
+        """
+        assert self.checkpoint_dir is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"es-checkpoint-{self.episodes_done:06d}.pkl"
+        state = {
+            "config": asdict(self.config),
+            "es": self.es,
+            "numpy_state": self._numpy_state,
+            "policy": {k: v.cpu().numpy() for k, v in self.teacher.policy.state_dict().items()},
+            "history": self.history,
+            "feature_names": list(self.teacher.layout),
+        }
+        write_bytes(path, seal(CHECKPOINT_KIND, pickle.dumps(state, protocol=4)))
+        return path
+
+    def resume(self, path: str | os.PathLike | None = None) -> Path | None:
+        """Continue from a checkpoint (unpickled: trusted files only).
+
+        :param path: the checkpoint; None takes the newest intact one in ``checkpoint_dir``,
+            skipping damaged ones with a warning that names them.
+        :return: the file loaded, or None if there is none (the run starts from generation 0).
+        :raises DamagedFileError: (a ``ValueError``) if ``path`` is damaged, or every
+            checkpoint in ``checkpoint_dir`` is.
+        :raises ValueError: if the checkpoint belongs to another run (seed, students, popsize,
+            layout).
+        """
+        if path is not None:
+            self._load_state(Path(path), read_checkpoint(path))
+            return Path(path)
+        found = checkpoint_files(self.checkpoint_dir) if self.checkpoint_dir else []
+        skipped: list[DamagedFileError] = []
+        for candidate in found:
+            try:
+                state = read_checkpoint(candidate)
+            except DamagedFileError as err:
+                skipped.append(err)
+                continue
+            self._load_state(candidate, state)
+            if skipped:
+                warnings.warn(
+                    f"resumed from {candidate.name}, the newest intact checkpoint; skipped "
+                    + "; ".join(f"{Path(e.path).name} ({e.reason})" for e in skipped),
+                    stacklevel=2,
+                )
+            return candidate
+        if skipped:
+            raise DamagedFileError(
+                self.checkpoint_dir,  # type: ignore[arg-type] - skipped implies a folder
+                "no intact checkpoint in it: " + "; ".join(str(e) for e in skipped),
+                "checkpoint folder",
+            )
+        return None
+
+    def _load_state(self, path: Path, state: dict[str, Any]) -> None:
+        saved = state["config"]
+        for key in ("seed", "students", "sigma0"):
+            if saved.get(key) != getattr(self.config, key):
+                raise ValueError(
+                    f"{os.fspath(path)!r}: checkpoint was made with {key}={saved.get(key)}, this "
+                    f"run has {getattr(self.config, key)}: resuming would not continue the same run"
+                )
+        if list(state["feature_names"]) != list(self.teacher.layout):
+            raise ValueError(f"{os.fspath(path)!r}: made for a different observation layout")
+        es = state["es"]
+        if int(getattr(es, "popsize", -1)) != self.popsize or len(es.mean) != self.es.N:
+            raise ValueError(
+                f"{os.fspath(path)!r}: made for popsize {getattr(es, 'popsize', None)} and "
+                f"{len(es.mean)} parameters; this run has {self.popsize} and {self.es.N}"
+            )
+        policy = {k: torch.as_tensor(v) for k, v in state["policy"].items()}
+        self.teacher.policy.load_state_dict(policy)
+        self.es, self._numpy_state = es, state["numpy_state"]
+        self.history = [dict(r) for r in state["history"]]
+
+
+def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
+    """The checkpoints :meth:`ESTrainer.save_checkpoint` wrote in ``folder``, newest first.
+
+    :param folder: a checkpoint folder (missing: none).
+    :return: their paths, the most episodes first.
+    """
+    found = [(_CHECKPOINT_NAME.fullmatch(p.name), p) for p in Path(folder).glob("es-checkpoint-*")]
+    return [p for m, p in sorted(((m, p) for m, p in found if m), key=_order, reverse=True)]
+
+
+def _order(pair: tuple[re.Match[str], Path]) -> int:
+    return int(pair[0].group(1))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an ES checkpoint after checking its SHA-256; the payload is unpickled, which can run
+    code: read only checkpoints from a trusted source.
+
+    :param path: the file.
+    :return: the state, for :meth:`ESTrainer.resume`.
+    :raises FileNotFoundError: if there is no file at ``path``.
+    :raises DamagedFileError: (a ``ValueError``) for an empty, damaged or foreign file, or a
+        state without its entries.
+    """
+    payload = unseal(Path(path).read_bytes(), CHECKPOINT_KIND, path, "ES checkpoint")
+    _import_cma()  # the cma object's classes must import
+    try:
+        state = pickle.loads(payload)  # noqa: S301 - sealed, and documented as trusted-only
+    except Exception as err:  # noqa: BLE001 - any unreadable payload gets the same clear error
+        raise DamagedFileError(path, f"cannot unpickle it ({err})", "ES checkpoint") from err
+    if not isinstance(state, dict) or not set(_STATE_KEYS) <= set(state):
+        raise DamagedFileError(path, f"it does not hold the entries {_STATE_KEYS}", "ES checkpoint")
+    return state
