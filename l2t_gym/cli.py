@@ -50,6 +50,8 @@ TRAINING = (
     "students_per_update",
     "lr",
     "baseline_momentum",
+    "lr_halve_every",
+    "weight_decay",
     "init_keep",
     "baseline",
     "repeats",

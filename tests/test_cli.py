@@ -25,6 +25,9 @@ def test_help_lists_the_commands_and_the_config_docstrings():
     # Option help comes from ExperimentConfig's field docstrings, defaults from the command.
     assert "REINFORCE: Adam's learning rate. (default: 0.03)" in train_help
     assert "(default: runs/train)" in train_help
+    # The authors' code's REINFORCE details are options of train (and demo).
+    assert "--lr-halve-every LR_HALVE_EVERY" in train_help
+    assert "--weight-decay WEIGHT_DECAY" in train_help
 
 
 def test_demo_trains_then_compares_on_fresh_students(tmp_path):

@@ -86,6 +86,9 @@ def test_env_id_is_derived_from_the_task_table(task):
         ({"lr": 0.0}, r"lr must be positive"),
         ({"baseline": "seed"}, r"baseline='seed' needs repeats >= 2"),
         ({"repeats": 3}, r"repeats must be a positive divisor of students_per_update \(8\)"),
+        ({"lr_halve_every": 12}, r"lr_halve_every must be None or a positive multiple of "),
+        ({"lr_halve_every": 0}, r"lr_halve_every must be None or a positive multiple of "),
+        ({"weight_decay": -1e-4}, r"weight_decay must be a finite number >= 0"),
     ],
 )
 def test_config_errors_name_the_field(fields, match):
@@ -107,6 +110,13 @@ def test_reinforce_settings_come_from_the_config_in_one_place():
     assert (rc.episodes, rc.students_per_update, rc.lr, rc.seed) == (12, 4, 0.5, 7)
     assert (rc.baseline, rc.repeats, rc.checkpoint_every, rc.patience) == ("seed", 2, 0, None)
     assert cfg.reinforce_config(episodes=3).episodes == 3
+    authors = ExperimentConfig(lr_halve_every=800, weight_decay=1e-4, baseline_momentum=0.2)
+    rc = authors.reinforce_config()
+    assert (rc.lr_halve_every, rc.weight_decay, rc.baseline_momentum) == (800, 1e-4, 0.2)
+    assert (cfg.reinforce_config().lr_halve_every, cfg.reinforce_config().weight_decay) == (
+        None,
+        0.0,
+    )
     assert cfg.student_seeds == list(range(1000, 1010))
 
 

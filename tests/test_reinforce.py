@@ -392,3 +392,126 @@ def test_runs_replay_the_records_of_the_code_before_the_rollout_loop_exactly(nam
             torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=key)
         else:
             assert torch.equal(tensor, expected), key
+
+
+# -- the authors' code's details, as options ---------------------------------------------------
+def test_init_keep_088_starts_at_the_authors_keep_probability():
+    env = SyntheticTeachingEnv()
+    teacher = BernoulliTeacher(env.feature_names, init_keep=0.88, seed=0)
+    obs = np.concatenate([env.reset(seed=s)[0] for s in range(20)])
+    p = teacher.keep_probabilities(obs)
+    # The output bias is logit(0.88) and the last layer's weights are near zero.
+    assert abs(float(p.mean()) - 0.88) < 0.01 and float(np.abs(p - 0.88).max()) < 0.05
+
+
+def test_authors_baseline_rule_is_momentum_02():
+    env = SyntheticTeachingEnv()
+    config = ReinforceConfig(episodes=3, baseline_momentum=0.2, lr=1e-6, seed=0)
+    history = ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0), config).train()
+    b = history[0]["reward"]  # it starts at the first update's reward
+    for record in history[1:]:
+        b = 0.2 * b + 0.8 * record["reward"]
+        assert record["baseline"] == pytest.approx(b, abs=1e-6)  # R in float32
+
+
+def test_lr_halves_after_every_lr_halve_every_episodes():
+    env = SyntheticTeachingEnv()
+    config = ReinforceConfig(episodes=18, students_per_update=3, lr=0.04, lr_halve_every=6)
+    trainer = ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0), config)
+    used = []  # the rate of each update's optimiser step, with the episodes done before it
+    trainer.optimizer.register_step_pre_hook(
+        lambda opt, *_: used.append((trainer.episodes_done, opt.param_groups[0]["lr"]))
+    )
+    trainer.train()
+    assert used == [(0, 0.04), (3, 0.04), (6, 0.02), (9, 0.02), (12, 0.01), (15, 0.01)]
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.005  # after 18 episodes
+
+
+def test_no_halving_by_default_and_the_scheduler_only_with_the_option():
+    env = SyntheticTeachingEnv()
+    trainer = ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0))
+    assert trainer.scheduler is None and "scheduler" not in trainer.state_dict()
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_weight_decay_shrinks_the_weights_without_a_gradient_signal():
+    # Every reward equals the baseline (b starts at the first update's mean, one student per
+    # update, momentum 0 after it keeps b = R): the REINFORCE term is zero, only the decay acts.
+    class Constant(SyntheticTeachingEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, (1.0 if terminated or truncated else 0.0), terminated, truncated, info
+
+    env = Constant()
+    norms = {}
+    for wd in (0.0, 0.1):
+        teacher = BernoulliTeacher(env.feature_names, seed=0)
+        config = ReinforceConfig(episodes=5, lr=0.01, weight_decay=wd, baseline_momentum=0.0)
+        before = [p.detach().clone() for p in teacher.policy.parameters()]
+        ReinforceTrainer(env, teacher, config).train()
+        after = list(teacher.policy.parameters())
+        norms[wd] = [(a.norm().item(), b.norm().item()) for a, b in zip(after, before, strict=True)]
+        if wd == 0.0:
+            assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert all(a < b for a, b in norms[0.1])
+
+
+def run_halving(tmp_path, episodes, resume=False):
+    env = SyntheticTeachingEnv()
+    teacher = BernoulliTeacher(env.feature_names, seed=1)
+    config = ReinforceConfig(
+        episodes=episodes,
+        students_per_update=3,
+        lr=0.05,
+        checkpoint_every=6,
+        seed=7,
+        lr_halve_every=9,
+        weight_decay=1e-3,
+    )
+    trainer = ReinforceTrainer(env, teacher, config, checkpoint_dir=tmp_path)
+    if resume:
+        assert trainer.resume() is not None
+    return trainer.train(), teacher, trainer
+
+
+def test_resume_with_the_lr_schedule_equals_an_uninterrupted_run(tmp_path):
+    full, teacher_full, trainer_full = run_halving(tmp_path / "a", 30)
+    run_halving(tmp_path / "b", 12)  # checkpoint at 12, after the first halving (at 9)
+    state = read_checkpoint(tmp_path / "b" / "checkpoint-000012.pt")
+    assert state["scheduler"]["last_epoch"] == 4
+    resumed, teacher_resumed, trainer_resumed = run_halving(tmp_path / "b", 30, resume=True)
+    assert resumed == full
+    for a, b in zip(
+        teacher_full.policy.parameters(), teacher_resumed.policy.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+    assert trainer_resumed.scheduler.state_dict() == trainer_full.scheduler.state_dict()
+    assert trainer_resumed.optimizer.param_groups[0]["lr"] == 0.05 / 8  # after 30 episodes
+
+
+def test_a_checkpoint_of_another_lr_schedule_is_refused(tmp_path):
+    run_halving(tmp_path, 6)
+    env = SyntheticTeachingEnv()
+    config = ReinforceConfig(episodes=12, students_per_update=3, lr=0.05, seed=7)
+    trainer = ReinforceTrainer(
+        env, BernoulliTeacher(env.feature_names, seed=1), config, checkpoint_dir=tmp_path
+    )
+    with pytest.raises(ValueError, match="lr_halve_every=9, this run has None"):
+        trainer.resume()
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"lr_halve_every": 0}, "lr_halve_every"),
+        ({"lr_halve_every": -4}, "lr_halve_every"),
+        ({"lr_halve_every": 5, "students_per_update": 2}, r"lr_halve_every .* \(2\)"),
+        ({"lr_halve_every": 2.5}, "lr_halve_every"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"weight_decay": float("nan")}, "weight_decay"),
+        ({"weight_decay": float("inf")}, "weight_decay"),
+    ],
+)
+def test_bad_authors_options_are_refused_naming_the_field(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ReinforceConfig(**bad)

@@ -92,7 +92,13 @@ class ExperimentConfig:
     lr: float = 0.01
     """REINFORCE: Adam's learning rate."""
     baseline_momentum: float = 0.9
-    """REINFORCE: b <- m * b + (1 - m) * the update's mean reward."""
+    """REINFORCE: b <- m * b + (1 - m) * the update's mean reward (0.2: the authors' code)."""
+    lr_halve_every: int | None = None
+    """REINFORCE: halve the learning rate every this many episodes, a multiple of
+    students_per_update (the authors' code; None: constant)."""
+    weight_decay: float = 0.0
+    """REINFORCE: Adam's weight decay on the teacher, an L2 penalty (the authors' code adds
+    c * sum(w^2) to the loss: weight_decay = 2c)."""
     baseline: Literal["moving", "seed"] = "moving"
     """REINFORCE: the moving average (the paper) or leave-one-out over the repeats of a student
     seed ("seed", needs repeats >= 2)."""
@@ -113,7 +119,7 @@ class ExperimentConfig:
     es_students: int = 4
     """ES: students every candidate of a generation teaches (the same seeds for all)."""
     init_keep: float = 0.9
-    """Keep probability of the untrained BernoulliTeacher."""
+    """Keep probability of the untrained BernoulliTeacher (0.88: the authors' code's start)."""
     train_seed: int = 0
     """Seed of teacher training (policy init, student seeds, sampling) and of the LossRank
     sweep's students."""
@@ -197,6 +203,8 @@ class ExperimentConfig:
             "students_per_update": self.students_per_update,
             "lr": self.lr,
             "baseline_momentum": self.baseline_momentum,
+            "lr_halve_every": self.lr_halve_every,
+            "weight_decay": self.weight_decay,
             "baseline": self.baseline,
             "repeats": self.repeats,
             "patience": self.patience,

@@ -18,6 +18,24 @@ R - b. ``baseline="seed"`` removes it: each update teaches every student seed ``
 (the teacher sampling differently each time) and compares each run with the mean of the other
 runs of the same student, a leave-one-out baseline (the RLOO estimator). It does not depend on
 the run's own actions, so the gradient stays unbiased.
+
+The authors' public code (fyabc/RL4Data, Theano) has a few details the paper does not state; each
+is an option whose default leaves the run as it was, so whether it matters can be measured:
+
+- Its policy's output bias starts near 88% keep: ``BernoulliTeacher(init_keep=0.88)``.
+- Its baseline is b <- 0.2 * b + 0.8 * R: ``baseline_momentum=0.2``. It starts at b = 0 and
+  moves once per episode (one student per policy update there); here b starts at the first
+  update's mean reward and moves once per update, by the update's mean reward, so the two agree
+  exactly only with ``students_per_update=1`` after the first update.
+- It halves the policy's learning rate every K episodes: ``lr_halve_every=K`` (a
+  ``torch.optim.lr_scheduler.StepLR``). There the halving happens at the start of episode K - 1
+  (0-based), so that episode already learns at half rate; here episodes K, 2K, ... are the first
+  at 1/2, 1/4, ... of ``lr``.
+- It adds c * sum(theta ** 2) to the loss: ``weight_decay=2 * c`` (Adam's ``weight_decay`` adds
+  ``weight_decay * theta`` to the gradient, which is that term's gradient).
+
+It also takes one optimiser step per student minibatch of an episode, each with the episode's
+R - b; here an episode's terms are summed into one step, as the paper's update is written.
 """
 
 from __future__ import annotations
@@ -56,7 +74,8 @@ class ReinforceConfig:
     :param students_per_update: runs per gradient step.
     :param lr: Adam's learning rate.
     :param baseline_momentum: m in b <- m * b + (1 - m) * mean R of the update (b starts at the
-        first update's mean reward), in [0, 1).
+        first update's mean reward), in [0, 1). 0.2 is the authors' code's rule (see the module
+        docstring for how its baseline differs otherwise).
     :param patience: stop early once the baseline has not risen by ``min_delta`` for this many
         updates (None: never).
     :param min_delta: the rise in the baseline that counts as progress.
@@ -66,6 +85,11 @@ class ReinforceConfig:
         student, see the module docstring).
     :param repeats: runs per student seed within an update (``baseline="seed"`` needs at least
         2); it must divide ``students_per_update``.
+    :param lr_halve_every: halve Adam's learning rate after every this many episodes (the
+        authors' code; a multiple of ``students_per_update``, since the rate changes between
+        updates), by a ``StepLR`` saved in checkpoints. None: a constant rate.
+    :param weight_decay: Adam's ``weight_decay`` on the teacher's weights, an L2 penalty
+        (weight_decay / 2) * sum(theta ** 2) added to the loss; >= 0.
     :raises ValueError: for values outside those ranges.
     """
 
@@ -79,6 +103,8 @@ class ReinforceConfig:
     seed: int = 0
     baseline: Literal["moving", "seed"] = "moving"
     repeats: int = 1
+    lr_halve_every: int | None = None
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.students_per_update < 1:
@@ -98,6 +124,26 @@ class ReinforceConfig:
             )
         if self.baseline == "seed" and self.repeats < 2:
             raise ValueError("baseline='seed' needs repeats >= 2 runs of each student seed")
+        every = self.lr_halve_every
+        if every is not None and (
+            isinstance(every, bool)
+            or int(every) != every
+            or every < 1
+            or every % self.students_per_update
+        ):
+            raise ValueError(
+                f"lr_halve_every must be None or a positive multiple of students_per_update "
+                f"({self.students_per_update}) episodes, got {every}"
+            )
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0.0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+
+    @property
+    def updates_per_halving(self) -> int | None:
+        """Policy updates between two halvings of the learning rate (None: never)."""
+        if self.lr_halve_every is None:
+            return None
+        return int(self.lr_halve_every) // self.students_per_update
 
 
 def reinforce_loss(
@@ -160,9 +206,9 @@ class ReinforceTrainer:
     update train side by side, each with the seed and sampling stream it would have had alone,
     so the run equals the sequential one to float tolerance.
 
-    Checkpoints hold the policy, the optimiser, the baseline and the history as plain tensors
-    and numbers, sealed with a SHA-256 and read back with ``torch.load(weights_only=True)``
-    (see :func:`read_checkpoint`).
+    Checkpoints hold the policy, the optimiser (and its learning-rate schedule, with
+    ``lr_halve_every``), the baseline and the history as plain tensors and numbers, sealed with
+    a SHA-256 and read back with ``torch.load(weights_only=True)`` (see :func:`read_checkpoint`).
 
     :param env: one env, or a vector env (``gym.make_vec``, the native
         :class:`~l2t_gym.vector.L2TVectorEnv`) whose ``num_envs`` equals
@@ -191,7 +237,16 @@ class ReinforceTrainer:
             )
         if config.checkpoint_every and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs a checkpoint_dir")
-        self.optimizer = torch.optim.Adam(teacher.policy.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(
+            teacher.policy.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        #: Halves the learning rate every ``lr_halve_every`` episodes; None without it.
+        self.scheduler: torch.optim.lr_scheduler.StepLR | None = None
+        step_size = config.updates_per_halving
+        if step_size is not None:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(
+                self.optimizer, step_size=step_size, gamma=0.5
+            )
         self.baseline: float | None = None
         self.history: list[dict[str, Any]] = []
         self._best = -math.inf
@@ -274,6 +329,8 @@ class ReinforceTrainer:
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             m = cfg.baseline_momentum
             self.baseline = m * self.baseline + (1 - m) * float(rewards.mean())
             self._track_plateau()
@@ -304,8 +361,9 @@ class ReinforceTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs, as plain tensors and numbers."""
-        return {
+        """Everything a resumed run needs, as plain tensors and numbers (``scheduler`` only
+        with ``lr_halve_every``)."""
+        state = {
             "config": asdict(self.config),
             "policy": self.teacher.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -315,13 +373,17 @@ class ReinforceTrainer:
             "history": self.history,
             "feature_names": list(self.teacher.layout),
         }
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict`. Nothing changes unless all of it fits.
 
         :param state: made by :meth:`state_dict`, for this teacher layout and seed.
         :raises ValueError: if it is not a :meth:`state_dict` (see :func:`state_problem`), or
-            was made for another observation layout, teacher size or run seed.
+            was made for another observation layout, teacher size, run seed or learning-rate
+            schedule (with ``lr_halve_every`` or without).
         """
         problem = state_problem(state)
         if problem is not None:
@@ -333,18 +395,37 @@ class ReinforceTrainer:
                 f"checkpoint was made with seed {state['config']['seed']}, this run has "
                 f"{self.config.seed}: resuming would not continue the same run"
             )
+        saved_every = state["config"].get("lr_halve_every")
+        if ("scheduler" in state) != (self.scheduler is not None) or (
+            saved_every != self.config.lr_halve_every
+        ):
+            raise ValueError(
+                f"checkpoint was made with lr_halve_every={saved_every}, this run has "
+                f"{self.config.lr_halve_every}: resuming would not continue the same run"
+            )
         policy = self.teacher.policy
         shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
         if {k: tuple(v.shape) for k, v in state["policy"].items()} != shapes:
             raise ValueError(f"checkpoint holds another teacher network; this one's is {shapes}")
         self._check_optimizer_state(state["optimizer"])
-        before = copy.deepcopy((policy.state_dict(), self.optimizer.state_dict()))
+        scheduler = self.scheduler
+        before = copy.deepcopy(
+            (
+                policy.state_dict(),
+                self.optimizer.state_dict(),
+                scheduler.state_dict() if scheduler is not None else None,
+            )
+        )
         try:
             policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
             policy.load_state_dict(before[0])
             self.optimizer.load_state_dict(before[1])
+            if scheduler is not None:
+                scheduler.load_state_dict(before[2])
             raise ValueError(f"checkpoint's optimiser state does not fit: {err}") from err
         self.baseline, self._best, self._stale = state["baseline"], state["best"], state["stale"]
         self.history = [dict(r) for r in state["history"]]
@@ -515,6 +596,11 @@ def state_problem(state: Any) -> str | None:
         return "optimizer's param_groups do not list their parameters"
     if not all(isinstance(v, dict) for v in per_param.values()):
         return "optimizer's per-parameter state is not a dict of dicts"
+    scheduler = state.get("scheduler")
+    if "scheduler" in state and not (
+        isinstance(scheduler, dict) and _is_int(scheduler.get("last_epoch"))
+    ):
+        return "scheduler is not a learning-rate scheduler's state_dict"
     history = state["history"]
     for i, record in enumerate(history):
         # Extra fields are allowed: a training callback may annotate the records it is given.
