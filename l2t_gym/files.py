@@ -23,10 +23,12 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+T = TypeVar("T")
 _DIGEST_LINE = re.compile(rb"sha256:([0-9a-f]{64})")
 
 
@@ -203,3 +205,38 @@ def unseal(data: bytes, kind: str, path: str | os.PathLike, what: str = "file") 
     if sha256_hex([payload]) != digest.group(1).decode():
         raise DamagedFileError(path, "its contents do not match their SHA-256 checksum", what)
     return payload
+
+
+def newest_intact(
+    files: Sequence[Path], read: Callable[[Path], T], folder: str | os.PathLike | None
+) -> tuple[Path, T] | None:
+    """The first of ``files`` (newest first) that ``read`` accepts, and what it read; damaged
+    ones before it are skipped with one warning naming them (the resume rule of every trainer).
+
+    :param files: the candidates, newest first.
+    :param read: reads one file; raises :class:`DamagedFileError` for a damaged one.
+    :param folder: where the files are, for the error.
+    :return: (file, its contents), or None when there are no files.
+    :raises DamagedFileError: when every file is damaged.
+    """
+    skipped: list[DamagedFileError] = []
+    for candidate in files:
+        try:
+            state = read(candidate)
+        except DamagedFileError as err:
+            skipped.append(err)
+            continue
+        if skipped:
+            warnings.warn(
+                f"resumed from {candidate.name}, the newest intact checkpoint; skipped "
+                + "; ".join(f"{Path(e.path).name} ({e.reason})" for e in skipped),
+                stacklevel=3,
+            )
+        return candidate, state
+    if skipped:
+        raise DamagedFileError(
+            os.fspath(folder or "."),
+            "no intact checkpoint in it: " + "; ".join(str(e) for e in skipped),
+            "checkpoint folder",
+        )
+    return None

@@ -54,7 +54,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
-from l2t_gym.files import DamagedFileError, seal, unseal, write_bytes
+from l2t_gym.files import DamagedFileError, newest_intact, seal, unseal, write_bytes
 from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 from l2t_gym.teachers.rollout import EpisodeResult
@@ -480,28 +480,11 @@ class ReinforceTrainer:
             self._load_from(Path(path), read_checkpoint(path))
             return Path(path)
         found = checkpoint_files(self.checkpoint_dir) if self.checkpoint_dir else []
-        skipped: list[DamagedFileError] = []
-        for candidate in found:
-            try:
-                state = read_checkpoint(candidate)
-            except DamagedFileError as err:
-                skipped.append(err)
-                continue
-            self._load_from(candidate, state)
-            if skipped:
-                warnings.warn(
-                    f"resumed from {candidate.name}, the newest intact checkpoint; skipped "
-                    + "; ".join(f"{Path(e.path).name} ({e.reason})" for e in skipped),
-                    stacklevel=2,
-                )
-            return candidate
-        if skipped:
-            raise DamagedFileError(
-                self.checkpoint_dir,  # type: ignore[arg-type] - skipped implies a folder
-                "no intact checkpoint in it: " + "; ".join(str(e) for e in skipped),
-                "checkpoint folder",
-            )
-        return None
+        newest = newest_intact(found, read_checkpoint, self.checkpoint_dir)
+        if newest is None:
+            return None
+        self._load_from(*newest)
+        return newest[0]
 
     def _load_from(self, path: Path, state: dict[str, Any]) -> None:
         try:
