@@ -62,6 +62,7 @@ from l2t_gym.experiment import (
     best_lossrank_ratio,
     compare_teachers,
     config_from_arguments,
+    env_kwargs,
     feature_names,
     load_extra,
     parse_key_values,
@@ -113,6 +114,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
             offline_mnist=args.source_offline_mnist,
             offline_cifar10=args.source_offline_cifar10,
         )
+        for side, cfg in (("source", source), ("target", target)):
+            try:  # offline data read now, so a wrong folder stops the script before any work
+                env_kwargs(cfg, "teacher")
+            except FileNotFoundError as err:
+                data = "cifar10" if cfg.offline_cifar10 else "mnist"
+                ap.error(f"--{side}-offline-{data}: {err}")
     except ValueError as err:
         ap.error(str(err))
     torch.set_num_threads(target.threads)  # small students run fastest on one thread

@@ -119,3 +119,21 @@ def test_tune_teacher_smoke(tmp_path):
     assert all(0.0 <= float(r["keep"]) <= 1.0 for r in table)
     err = run("benchmarks/tune_teacher.py", "--grid", "nonsense=1", expect=2).stderr
     assert "'nonsense' is not an ExperimentConfig field" in err
+
+
+def test_transfer_names_the_option_whose_offline_folder_is_missing(tmp_path):
+    proc = run(
+        "benchmarks/transfer.py",
+        "--source",
+        "cifar10",
+        "--target",
+        "cifar10",
+        "--source-offline-cifar10",
+        str(tmp_path / "nowhere"),
+        "--out",
+        str(tmp_path / "out"),
+        expect=2,
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("transfer.py: error: --source-offline-cifar10: ")
+    assert "is missing" in last and "Traceback" not in proc.stderr

@@ -65,7 +65,7 @@ def load_cifar10_jpg(
     for path in (archive, test):
         if not path.exists():
             raise DatasetNotFoundError(
-                f"{path} is missing: --offline-cifar10 / load_cifar10_jpg expect a folder "
+                f"{path} is missing: the CIFAR-10 JPEG mirror is a folder "
                 f"holding {TRAIN_ARCHIVE} and {TEST_FOLDER}/<class>/*.jpg"
             )
     _check_sums(archive.parent / "SHA256SUMS", [archive])
