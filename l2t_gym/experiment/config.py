@@ -108,16 +108,21 @@ class ExperimentConfig:
     """REINFORCE: stop after this many updates without a reward gain (None: never)."""
     checkpoint_every: int = 0
     """REINFORCE: episodes between checkpoints in <out>/checkpoints (0: none)."""
-    algo: Literal["reinforce", "es"] = "reinforce"
-    """How the teacher is trained: REINFORCE (the paper) or CMA-ES with common random numbers
-    (``l2t_gym.teachers.es``, needs ``pip install "l2t-gym[es]"``); episodes is the budget of
-    both."""
+    algo: Literal["reinforce", "es", "ppo"] = "reinforce"
+    """How the teacher is trained: REINFORCE (the paper), CMA-ES with common random numbers
+    (``l2t_gym.teachers.es``, needs ``pip install "l2t-gym[es]"``) or Stable-Baselines3's PPO
+    with ``l2t_gym.sb3.InstancePolicy`` (lr its learning rate, init_keep its start; no
+    checkpoints, resume, vector, init_teacher); episodes is the budget of all three."""
     es_popsize: int | None = None
     """ES: candidates per generation (None: cma's default, 4 + 3 ln n for n parameters)."""
     es_sigma: float = 0.5
     """ES: CMA-ES's initial step size, in parameter units."""
     es_students: int = 4
     """ES: students every candidate of a generation teaches (the same seeds for all)."""
+    ppo_n_steps: int = 256
+    """PPO: teacher steps (candidate batches) per rollout, one policy update each (>= 2)."""
+    ppo_batch_size: int = 64
+    """PPO: minibatch size of its updates (>= 2; at most ppo_n_steps is used)."""
     init_keep: float = 0.9
     """Keep probability of the untrained BernoulliTeacher (0.88: the authors' code's start)."""
     train_seed: int = 0
@@ -177,8 +182,14 @@ class ExperimentConfig:
         # Two students at least: every comparison pairs the teachers' runs seed by seed.
         _at_least(self, students=2, sweep_students=1, threads=1, episodes=0, checkpoint_every=0)
         self.reinforce_config(episodes=max(self.episodes, 1))  # its own checks, named
-        if self.algo not in ("reinforce", "es"):
-            raise ValueError(f"algo must be 'reinforce' or 'es', got {self.algo!r}")
+        if self.algo not in ("reinforce", "es", "ppo"):
+            raise ValueError(f"algo must be 'reinforce', 'es' or 'ppo', got {self.algo!r}")
+        # Two at least: SB3 refuses a rollout of one step and normalises minibatch advantages.
+        _at_least(self, ppo_n_steps=2, ppo_batch_size=2)
+        if self.algo == "ppo":
+            for name in ("vector", "init_teacher"):
+                if getattr(self, name):
+                    raise ValueError(f"{name} does not apply to algo='ppo' (REINFORCE and ES)")
         self.es_config(episodes=max(self.episodes, 1))
 
     @property

@@ -2,9 +2,10 @@
 
 * envs of a fold: :func:`make_env`, :func:`make_vector_env` (students side by side),
   :func:`env_factory`, :func:`feature_names`;
-* train a teacher: :func:`train_teacher` (REINFORCE, or CMA-ES with ``algo="es"``, on the
-  teacher fold, with checkpoints, resume and a progress callback), :func:`checkpoint_folder`,
-  :func:`initial_teacher`, :func:`training_printer`;
+* train a teacher: :func:`train_teacher` (REINFORCE, CMA-ES with ``algo="es"`` or SB3's PPO
+  with ``algo="ppo"``, on the teacher fold, with checkpoints, resume and a progress callback),
+  :func:`teacher_file`, :func:`checkpoint_folder`, :func:`initial_teacher`,
+  :func:`training_printer`;
 * the heuristics: :func:`heuristics_at` a keep ratio, :func:`best_setting` of a baseline on the
   teacher fold (:data:`BASELINES`: LossRank, RHO-LOSS, Selective-Backprop, InfoBatch),
   :func:`available_baselines`, :func:`feature_overrides`;
@@ -22,6 +23,7 @@ import csv
 import functools
 import io
 import json
+import math
 import os
 import statistics
 import sys
@@ -36,7 +38,7 @@ import gymnasium as gym
 from l2t_gym.data import RawData
 from l2t_gym.evaluation import evaluate, keep_ratio
 from l2t_gym.experiment.config import OFFLINE_DATA, ExperimentConfig, split_extra
-from l2t_gym.files import write_text
+from l2t_gym.files import write_bytes, write_text
 from l2t_gym.report import write_comparison
 from l2t_gym.teachers import (
     TEACHER_LABELS,
@@ -143,7 +145,8 @@ class TrainedTeacher:
     after ``resumed_episodes`` episodes.
     """
 
-    teacher: BernoulliTeacher
+    teacher: Teacher
+    """A BernoulliTeacher, or with "ppo" an ``l2t_gym.sb3.InstanceTeacher`` of the PPO model."""
     history: list[dict[str, Any]]
     seconds: float
     stopped_early: bool
@@ -153,7 +156,8 @@ class TrainedTeacher:
     algo: str = "reinforce"
     """How it was trained; with "es" the history holds one record per generation (generation,
     episodes, mean_fitness, best_fitness, fitness, keep_ratio, reached_tau, sigma; see
-    :meth:`l2t_gym.teachers.es.ESTrainer.train`)."""
+    :meth:`l2t_gym.teachers.es.ESTrainer.train`); with "ppo" one per episode, without
+    baseline (see :func:`train_teacher`)."""
 
     def tail(self, n: int) -> tuple[float, float]:
         """(mean reward, mean keep ratio) of the last ``n`` records (episodes; generations
@@ -166,18 +170,24 @@ class TrainedTeacher:
         return reward, statistics.fmean(r["keep_ratio"] for r in last)
 
     def save(self, path: Path, history: Path | None = None) -> None:
-        """Write the teacher (safetensors, with the task and its checksum) and, given
-        ``history``, the episode records as JSON (and, trained by ES, the generations as a CSV
-        beside it, ``history`` with the suffix ``.csv``); each file atomically.
+        """Write the teacher (safetensors, with the task and its checksum; trained by PPO, the
+        SB3 model's zip, see :func:`teacher_file`) and, given ``history``, the records as JSON
+        (and, trained by ES or PPO, as a CSV beside it, ``history`` with the suffix ``.csv``);
+        each file atomically.
 
         :param path: the teacher's file (its folder is made).
         :param history: the JSON file of the history (None: not written).
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.teacher.save(path, task=self.task)
+        if self.algo == "ppo":
+            buffer = io.BytesIO()  # SB3 writes a file-like object too: the write stays atomic
+            self.teacher.model.save(buffer)  # type: ignore[attr-defined]
+            write_bytes(path, buffer.getvalue())
+        else:
+            self.teacher.save(path, task=self.task)  # type: ignore[attr-defined]
         if history is not None:
             write_text(history, json.dumps(self.history, indent=1))
-            if self.algo == "es":  # the training curve, one row per generation
+            if self.algo in ("es", "ppo"):  # the training curve, one row per record
                 write_text(history.with_suffix(".csv"), _curve_csv(self.history))
 
 
@@ -192,6 +202,12 @@ def _curve_csv(history: Sequence[Mapping[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(history)
     return buffer.getvalue()
+
+
+def teacher_file(cfg: ExperimentConfig) -> str:
+    """The name of the trained teacher's file in ``cfg.out``: teacher.safetensors, or
+    teacher.zip (an SB3 model) with ``algo="ppo"``."""
+    return "teacher.zip" if cfg.algo == "ppo" else "teacher.safetensors"
 
 
 def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTeacher:
@@ -222,7 +238,10 @@ def train_teacher(
     """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold, or by CMA-ES with
     ``cfg.algo == "es"`` (:mod:`l2t_gym.teachers.es`: ``cfg.episodes`` is the budget, whole
     generations of ``popsize x es_students`` runs; the callback gets one record per generation;
-    ``cfg.vector`` runs a candidate's ``es_students`` side by side).
+    ``cfg.vector`` runs a candidate's ``es_students`` side by side), or an
+    :class:`l2t_gym.sb3.InstancePolicy` by Stable-Baselines3's PPO with ``cfg.algo == "ppo"``
+    (one student at a time, in process: learning stops when ``cfg.episodes`` episodes have
+    ended; the records lack ``baseline``; no checkpoints, and ``resume`` is refused).
 
     The students of an update run one after the other, or side by side with ``cfg.vector``.
     With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder`. With
@@ -235,8 +254,15 @@ def train_teacher(
     :return: the teacher and its training history.
     :raises ValueError: when ``resume`` finds checkpoints but every one is damaged
         (:class:`~l2t_gym.files.DamagedFileError`), or the newest intact one belongs to
-        another run.
+        another run; with ``resume`` and ``cfg.algo == "ppo"``.
     """
+    if cfg.algo == "ppo":
+        if resume:
+            raise ValueError(
+                "--resume: PPO runs cannot be resumed (they write no checkpoints); start the run "
+                "again without --resume"
+            )
+        return _train_teacher_ppo(cfg, callback)
     if cfg.vector:
         students = cfg.es_students if cfg.algo == "es" else cfg.students_per_update
         env = make_vector_env(cfg, "teacher", students)
@@ -278,6 +304,60 @@ def _train_teacher_es(
     history = trainer.train(callback=callback)
     seconds = time.perf_counter() - start
     return TrainedTeacher(teacher, history, seconds, False, cfg.task, found, resumed, "es")
+
+
+def _train_teacher_ppo(
+    cfg: ExperimentConfig, callback: Callable[[dict[str, Any]], None] | None
+) -> TrainedTeacher:
+    # SB3 (an optional dependency) is imported on this route only.
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from l2t_gym.sb3 import InstancePolicy, InstanceTeacher
+
+    history: list[dict[str, Any]] = []
+
+    class EpisodeBudget(BaseCallback):
+        # One record per ended episode, from the info of its last step (SB3's DummyVecEnv hands
+        # it over before resetting); stops learning once cfg.episodes have ended.
+        def _on_step(self) -> bool:
+            for done, info, reward in zip(
+                self.locals["dones"], self.locals["infos"], self.locals["rewards"], strict=True
+            ):
+                if not done or len(history) >= cfg.episodes:
+                    continue
+                seen = info["instances_seen"]
+                record = {
+                    "episode": len(history),
+                    "reward": float(reward),  # the only reward of the episode: its return
+                    "iterations": int(info["iteration"]),
+                    "teacher_steps": int(info["teacher_step"]),
+                    "reached_tau": bool(info["reached_tau"]),
+                    "keep_ratio": float(info["kept_instances"] / seen) if seen else math.nan,
+                }
+                history.append(record)
+                if callback is not None:
+                    callback(record)
+            return len(history) < cfg.episodes
+
+    env = make_env(cfg, "teacher")
+    n_steps = cfg.ppo_n_steps
+    model = PPO(
+        InstancePolicy,
+        env,
+        learning_rate=cfg.lr,
+        n_steps=n_steps,
+        batch_size=min(cfg.ppo_batch_size, n_steps),
+        policy_kwargs={"init_keep": cfg.init_keep},
+        seed=cfg.train_seed,
+        device="cpu",  # the policy is tiny; the students use cfg.device
+    )
+    start = time.perf_counter()
+    if cfg.episodes > 0:
+        # The budget is in episodes, not steps: the callback stops it; no run reaches this cap.
+        model.learn(total_timesteps=2**62, callback=EpisodeBudget())
+    seconds = time.perf_counter() - start
+    return TrainedTeacher(InstanceTeacher(model), history, seconds, False, cfg.task, algo="ppo")
 
 
 def training_printer(
