@@ -34,6 +34,7 @@ from l2t_gym.experiment import (
     heuristics_at,
     make_env,
     parse_key_value,
+    teacher_file,
     train_teacher,
 )
 from l2t_gym.report import format_table, plot_curves, write_csv
@@ -58,8 +59,9 @@ TRAINING = (
     "vector",
     "patience",
 )
-#: The teacher-training algorithm and CMA-ES's options of ``train`` (fields of ExperimentConfig).
-ES_OPTIONS = ("algo", "es_popsize", "es_sigma", "es_students")
+#: The teacher-training algorithm and CMA-ES's and PPO's options of ``train`` (fields of
+#: ExperimentConfig).
+ES_OPTIONS = ("algo", "es_popsize", "es_sigma", "es_students", "ppo_n_steps", "ppo_batch_size")
 # The command's own defaults where they differ from the benchmarks' (ExperimentConfig's).
 _DEFAULTS = {
     "demo": {"task": "digits", "episodes": 160, "students_per_update": 4, "lr": 0.03},
@@ -133,10 +135,11 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """Train a Bernoulli teacher by REINFORCE (or CMA-ES: --algo es) on a task's teacher fold."""
+    """Train a Bernoulli teacher by REINFORCE (or CMA-ES: --algo es) on a task's teacher fold,
+    or an SB3 PPO teacher (--algo ppo, saved as teacher.zip)."""
     cfg = _config(args, task=args.env_id, train_seed=args.seed)
     _train(cfg, resume=args.resume, quiet=args.quiet)
-    print(f"teacher saved to {Path(cfg.out) / TEACHER_FILE}")
+    print(f"teacher saved to {Path(cfg.out) / teacher_file(cfg)}")
     return 0
 
 
@@ -195,7 +198,7 @@ def _teacher_name(spec: str, given: Mapping[str, Any], kwargs: Mapping[str, Any]
 def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     folder = checkpoint_folder(cfg)
     files = es_files.checkpoint_files if cfg.algo == "es" else checkpoint_files
-    if resume and not files(folder):
+    if resume and cfg.algo != "ppo" and not files(folder):  # PPO refuses --resume
         print(f"--resume: no checkpoint in {folder} yet; starting the run from episode 0")
     bar = tqdm(
         total=cfg.episodes,
@@ -210,7 +213,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
             reward=f"{r['reward']:.3f}",
             i_tau=r["iterations"] if r["reached_tau"] else "-",
             keep=f"{r['keep_ratio']:.2f}",
-            baseline=f"{r['baseline']:.3f}",
+            **({"baseline": f"{r['baseline']:.3f}"} if "baseline" in r else {}),
         )
 
     def on_generation(r: dict[str, Any]) -> None:
@@ -229,7 +232,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     if trained.resumed_from is not None:
         print(f"resumed from {trained.resumed_from} ({trained.resumed_episodes} episodes done)")
     out = Path(cfg.out)
-    trained.save(out / TEACHER_FILE, out / "training.json")
+    trained.save(out / teacher_file(cfg), out / "training.json")
     n = len(trained.history)
     if es:
         last = trained.history[-1] if n else None
@@ -247,6 +250,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     reward, keep = trained.tail(20)
     print(
         f"trained {n} episodes in {trained.seconds:.1f}s"
+        + (" by PPO" if cfg.algo == "ppo" else "")
         + (" (stopped early: reward plateau)" if trained.stopped_early else "")
         + (f"; last {min(n, 20)}: mean reward {reward:.3f}, keep ratio {keep:.2f}" if n else "")
     )
@@ -307,7 +311,8 @@ def _parser() -> argparse.ArgumentParser:
     t = command(
         "train",
         train,
-        "train a Bernoulli teacher by REINFORCE (or CMA-ES, --algo es) on a task's teacher fold",
+        "train a teacher on a task's teacher fold: REINFORCE, CMA-ES (--algo es) or PPO (--algo "
+        "ppo)",
         [*TRAINING, "checkpoint_every", "env_args", *ES_OPTIONS],
     )
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
