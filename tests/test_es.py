@@ -251,7 +251,7 @@ def test_cli_trains_by_es_and_the_teacher_loads(tmp_path):
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        ({"algo": "ppo"}, "algo"),
+        ({"algo": "dqn"}, "algo"),
         ({"es_sigma": -1.0}, "es_sigma"),
         ({"es_students": 0}, "es_students"),
     ],
