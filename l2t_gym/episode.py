@@ -233,7 +233,9 @@ class Episodes:
                     self.tau_clocks[i][k] = clock
                     k += 1
                 self.taus_reached[i] = k
-            if i in evaluated and run.dev_accuracy[i] >= s.tau:
+            # tau is the highest threshold (the only one under the paper's reward), so the
+            # count says whether it was reached; only a dev evaluation raises it.
+            if self.taus_reached[i] == len(self.taus):
                 self.reached_tau[i] = terminated[i] = True
             elif clock >= s.max_iters:
                 terminated[i] = True

@@ -240,3 +240,18 @@ def newest_intact(
             "checkpoint folder",
         )
     return None
+
+
+def numbered_files(folder: str | os.PathLike, name: re.Pattern[str]) -> list[Path]:
+    """The files in ``folder`` whose whole name matches ``name`` (one group: a number), the
+    highest number first (how the trainers list their checkpoints, newest first).
+
+    :param folder: a folder (missing: none).
+    :param name: the file-name pattern, e.g. ``checkpoint-(\\d+)\\.pt``.
+    """
+    found = [(name.fullmatch(p.name), p) for p in Path(folder).glob("*")]
+    return [p for m, p in sorted((m_p for m_p in found if m_p[0]), key=_number, reverse=True)]
+
+
+def _number(pair: tuple[re.Match[str] | None, Path]) -> int:
+    return int(pair[0].group(1))  # type: ignore[union-attr] - only matches are sorted

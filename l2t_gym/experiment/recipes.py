@@ -276,14 +276,7 @@ def train_teacher(
     # The folder is given even without checkpoint_every, so that resume still finds the
     # checkpoints of an earlier run that wrote them.
     trainer = ReinforceTrainer(env, teacher, cfg.reinforce_config(), checkpoint_folder(cfg))
-    found = trainer.resume() if resume else None
-    resumed = trainer.episodes_done
-    start = time.perf_counter()
-    history = trainer.train(callback=callback)
-    seconds = time.perf_counter() - start
-    return TrainedTeacher(
-        teacher, history, seconds, trainer.stopped_early, cfg.task, found, resumed
-    )
+    return _run_trainer(cfg, trainer, teacher, callback, resume)
 
 
 def _train_teacher_es(
@@ -298,12 +291,24 @@ def _train_teacher_es(
     from l2t_gym.teachers.es import ESTrainer
 
     trainer = ESTrainer(env, teacher, cfg.es_config(), checkpoint_folder(cfg))
+    return _run_trainer(cfg, trainer, teacher, callback, resume)
+
+
+def _run_trainer(
+    cfg: ExperimentConfig,
+    trainer: Any,
+    teacher: BernoulliTeacher,
+    callback: Callable[[dict[str, Any]], None] | None,
+    resume: bool,
+) -> TrainedTeacher:
+    # REINFORCE's and CMA-ES's trainers share resume(), episodes_done and train(callback).
     found = trainer.resume() if resume else None
     resumed = trainer.episodes_done
     start = time.perf_counter()
     history = trainer.train(callback=callback)
     seconds = time.perf_counter() - start
-    return TrainedTeacher(teacher, history, seconds, False, cfg.task, found, resumed, "es")
+    stopped = bool(getattr(trainer, "stopped_early", False))
+    return TrainedTeacher(teacher, history, seconds, stopped, cfg.task, found, resumed, cfg.algo)
 
 
 def _train_teacher_ppo(

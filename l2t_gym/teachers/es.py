@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from l2t_gym.files import DamagedFileError, newest_intact, seal, unseal, write_bytes
+from l2t_gym.files import DamagedFileError, newest_intact, numbered_files, seal, unseal, write_bytes
 from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 
@@ -377,12 +377,7 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
     :param folder: a checkpoint folder (missing: none).
     :return: their paths, the most episodes first.
     """
-    found = [(_CHECKPOINT_NAME.fullmatch(p.name), p) for p in Path(folder).glob("es-checkpoint-*")]
-    return [p for m, p in sorted(((m, p) for m, p in found if m), key=_order, reverse=True)]
-
-
-def _order(pair: tuple[re.Match[str], Path]) -> int:
-    return int(pair[0].group(1))
+    return numbered_files(folder, _CHECKPOINT_NAME)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

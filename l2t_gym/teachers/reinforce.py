@@ -54,7 +54,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
-from l2t_gym.files import DamagedFileError, newest_intact, seal, unseal, write_bytes
+from l2t_gym.files import DamagedFileError, newest_intact, numbered_files, seal, unseal, write_bytes
 from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 from l2t_gym.teachers.rollout import EpisodeResult
@@ -499,12 +499,7 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
     :param folder: a checkpoint folder (missing: none).
     :return: their paths, the most episodes first.
     """
-    found = [(_CHECKPOINT_NAME.fullmatch(p.name), p) for p in Path(folder).glob("checkpoint-*.pt")]
-    return [p for m, p in sorted(((m, p) for m, p in found if m), key=_episodes, reverse=True)]
-
-
-def _episodes(pair: tuple[re.Match[str], Path]) -> int:
-    return int(pair[0].group(1))
+    return numbered_files(folder, _CHECKPOINT_NAME)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
