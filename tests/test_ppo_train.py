@@ -4,13 +4,16 @@ teacher-training algorithm of the experiment recipes and the command."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 from script_runner import run
 
 from l2t_gym.experiment import ExperimentConfig, make_env, teacher_file, train_teacher
 from l2t_gym.sb3 import InstanceTeacher
 from l2t_gym.teachers import make_teacher, run_episode
+from l2t_gym.teachers.ppo import checkpoint_files
 
 pytest.importorskip("stable_baselines3")
 
@@ -63,6 +66,7 @@ def test_the_episode_budget_is_respected(tmp_path, episodes):
         ({"ppo_batch_size": 0}, "ppo_batch_size must be >= 2"),
         ({"vector": True}, "vector does not apply to algo='ppo'"),
         ({"init_teacher": "t.safetensors"}, "init_teacher does not apply to algo='ppo'"),
+        ({"teacher_hidden": 4}, "teacher_hidden does not apply to algo='ppo'"),
         ({"algo": "sac"}, "algo must be 'reinforce', 'es' or 'ppo'"),
     ],
 )
@@ -71,10 +75,40 @@ def test_bad_ppo_fields_are_refused_by_name(tmp_path, fields, message):
         _cfg(tmp_path, **fields)
 
 
-def test_resume_is_refused_with_ppo(tmp_path):
-    with pytest.raises(ValueError, match="PPO runs cannot be resumed"):
-        train_teacher(_cfg(tmp_path, episodes=1), resume=True)
-    args = ["train", "digits", "--algo", "ppo", "--episodes", "1", "--resume"]
-    err = run("-m", "l2t_gym", *args, "--out", str(tmp_path), *CPU, expect=2).stderr
-    assert err.startswith("l2t train: error: --resume: PPO runs cannot be resumed")
-    assert not (tmp_path / "teacher.zip").exists()
+def test_a_resumed_run_continues_exactly_as_the_uninterrupted_one(tmp_path):
+    # Checkpoints fall at rollout starts, the env mid-episode; resuming from the first one in
+    # another folder must give the same episodes and the same policy as running straight on.
+    fields = {"episodes": 8, "lr": 0.002, "checkpoint_every": 2}
+    straight = train_teacher(_cfg(tmp_path / "a", **fields))
+    written = checkpoint_files(tmp_path / "a" / "checkpoints")
+    assert len(written) >= 2
+    first = written[-1]  # newest first
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copy(first, tmp_path / "b" / "checkpoints")
+    resumed = train_teacher(_cfg(tmp_path / "b", **fields), resume=True)
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == first.name
+    assert 0 < resumed.resumed_episodes < 8
+    assert resumed.history == straight.history
+    a, b = straight.teacher.model.policy.state_dict(), resumed.teacher.model.policy.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_another_runs_checkpoint_and_skips_damaged_ones(tmp_path):
+    train_teacher(_cfg(tmp_path, episodes=4, lr=0.002, checkpoint_every=1))
+    written = checkpoint_files(tmp_path / "checkpoints")
+    written[0].write_bytes(written[0].read_bytes()[:-10])  # the newest, cut short
+    with pytest.warns(UserWarning, match="skipped " + written[0].name):
+        again = train_teacher(_cfg(tmp_path, episodes=4, lr=0.002), resume=True)
+    assert again.resumed_from == written[1]
+    another = pytest.raises(ValueError, match="checkpoint was made with seed=0, this run has 5")
+    with another, pytest.warns(UserWarning, match="skipped"):
+        train_teacher(_cfg(tmp_path, episodes=4, lr=0.002, train_seed=5), resume=True)
+
+
+def test_resume_through_the_command_says_where_it_continued(tmp_path):
+    args = ["train", "digits", "--algo", "ppo", "--episodes", "3", "--lr", "0.002"]
+    args += ["--ppo-n-steps", "16", "--ppo-batch-size", "8", "--env-arg", "max_iters=8"]
+    args += ["--checkpoint-every", "1", "--out", str(tmp_path), *CPU]
+    run("-m", "l2t_gym", *args)
+    out = run("-m", "l2t_gym", *args[:5], "5", *args[6:], "--resume").stdout
+    assert "resumed from" in out and "trained 5 episodes" in out

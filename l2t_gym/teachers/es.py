@@ -85,7 +85,7 @@ class ESConfig:
     :param episodes: student runs in all (the budget); the run does whole generations of
         ``popsize * students`` runs while the next one fits, so it needs at least one.
     :param popsize: candidates per generation (None: cma's default, 4 + floor(3 ln n) for n
-        parameters, 21 for the paper's teacher on 25 features); at least 2.
+        parameters, 21 for the paper's teacher on 25 features); at least 3.
     :param sigma0: the initial step size, in parameter units (> 0).
     :param students: K, the student seeds every candidate of a generation teaches (> 0).
     :param seed: the run's seed; every student, sampling and cma seed derives from it.
@@ -104,8 +104,10 @@ class ESConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be positive, got {self.episodes}")
-        if self.popsize is not None and self.popsize < 2:
-            raise ValueError(f"popsize must be at least 2 or None, got {self.popsize}")
+        # cma (4.5) fails at popsize 2 after its first generation of a teacher's size (its
+        # two-point step-size adaptation injects more solutions than the population holds).
+        if self.popsize is not None and self.popsize < 3:
+            raise ValueError(f"popsize must be at least 3 or None, got {self.popsize}")
         if not (np.isfinite(self.sigma0) and self.sigma0 > 0):
             raise ValueError(f"sigma0 must be positive, got {self.sigma0}")
         if self.students < 1:
