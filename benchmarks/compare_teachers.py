@@ -27,15 +27,20 @@ Protocol (every choice is an option; the recipes are in ``l2t_gym.experiment``):
 ``--candidate-cost c`` charges c clock units per candidate batch shown, in training and in the
 comparison (the reward and T' read that clock), so a teacher pays for the forward passes it
 filters away. Wall-clock includes the teacher's own time and excludes test-set evaluations.
+
+``--train-seeds 0 1 2`` replicates all of it once per training seed (each in
+``OUT/train_seed_S``, on the same student seeds) and writes ``OUT/protocol.md`` and
+``protocol.csv``: the learned teacher against every heuristic in each training seed, the spread,
+and the student runs each seed spent (GUIDE §8: a result of one training seed is an anecdote).
+
+    python benchmarks/compare_teachers.py --task digits --students 30 --train-seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,83 +49,54 @@ import torch
 from l2t_gym.experiment import (
     ExperimentConfig,
     add_arguments,
-    available_baselines,
-    best_setting,
-    compare_teachers,
     config_from_arguments,
-    feature_names,
-    load_extra,
-    make_env,
-    train_teacher,
-    training_printer,
-    write_report,
+    replicate,
+    run_comparison,
+    write_protocol,
 )
-from l2t_gym.teachers import TEACHER_LABELS, BernoulliTeacher, EpisodeResult, Teacher
 
 
-def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
-    cfg = parse(argv)
+def main(argv: list[str] | None = None) -> dict[int, object]:
+    cfg, train_seeds = parse(argv)
     torch.set_num_threads(cfg.threads)  # small students run fastest on one thread
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = feature_names(cfg)
-    notes = []
-    start = time.perf_counter()
-    if cfg.teacher:
-        teacher = BernoulliTeacher.load(cfg.teacher, expected_feature_names=names)
-        notes.append(f"L2T teacher loaded from `{cfg.teacher}`.")
-    else:
-        trained = train_teacher(cfg, training_printer(cfg))
-        trained.save(out / "teacher.safetensors", out / "training.json")
-        teacher = trained.teacher
-        last = min(len(trained.history), 5 * cfg.students_per_update)
-        reward, keep = trained.tail(last)
-        notes.append(
-            f"L2T teacher trained here: {len(trained.history)} episodes in "
-            f"{time.perf_counter() - start:.0f} s; last {last}: mean reward {reward:.3f}, "
-            f"keep ratio {keep:.2f}."
-        )
-    baselines = available_baselines(cfg)
-    best = {}
-    for name in ["lossrank", *baselines]:
-        best[name], sweep = best_setting(cfg, name)
-        notes.append(
-            f"{TEACHER_LABELS[name]} sweep on the teacher fold (keep setting: mean reward): "
-            + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
-            + f" -> best {best[name]:g}."
-        )
-    learned: dict[str, Teacher] = {TEACHER_LABELS["l2t"]: teacher}
-    for spec, kwargs in zip(cfg.extra, cfg.extra_args, strict=True):
-        name, extra = load_extra(spec, names, cfg.sb3_algo, kwargs)
-        learned[name] = extra
-    results = compare_teachers(cfg, learned, best=best, baselines=baselines)
-    env = make_env(cfg, "student").unwrapped
-    seeds = cfg.student_seeds
-    notes.append(
-        f"{cfg.env_id}, student fold: tau={env.tau}, T'={env.max_iters}, M={env.batch_size}, "
-        f"eval_every={env.eval_every}, candidate_cost={env.candidate_cost}; {cfg.students} "
-        f"students, seeds {seeds[0]}-{seeds[-1]} for every teacher; "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), device {env.device}; "
-        f"{time.perf_counter() - start:.0f} s in all."
-    )
-    title = f"{cfg.env_id} (candidate_cost={env.candidate_cost:g})"
-    summary = write_report(cfg, results, list(learned), title, notes)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
-    print(summary)
-    print(f"\nwrote {out}/summary.md, runs.csv, curves.png, to_tau_box.png, keep_ratio.png")
-    return results
+    if not train_seeds:
+        run = run_comparison(cfg)
+        print((out / "summary.md").read_text())
+        print(f"\nwrote {out}/summary.md, runs.csv, curves.png, to_tau_box.png, "
+              "keep_ratio.png")  # fmt: skip
+        return {cfg.train_seed: run}
+    runs = replicate(cfg, train_seeds)
+    costs = ["effective_instances", "seconds"] if cfg.candidate_cost > 0 else None
+    print(write_protocol(runs, out, *([costs] if costs else [])))
+    print(f"\nwrote {out}/protocol.md, protocol.csv and train_seed_*/")
+    return dict(runs)
 
 
-def parse(argv: list[str] | None = None) -> ExperimentConfig:
-    """The experiment of the command line; a usage error (exit 2) names a bad option."""
+def parse(argv: list[str] | None = None) -> tuple[ExperimentConfig, list[int]]:
+    """The experiment of the command line and the training seeds to replicate it over (none:
+    one run at --train-seed); a usage error (exit 2) names a bad option."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_arguments(ap, ExperimentConfig())
+    ap.add_argument(
+        "--train-seeds",
+        type=int,
+        nargs="+",
+        default=[],
+        help="replicate the comparison once per training seed (overrides --train-seed) and "
+        "write protocol.md",
+    )
     args = ap.parse_args(argv)
+    if len(set(args.train_seeds)) != len(args.train_seeds):
+        ap.error(f"--train-seeds: repeated seeds in {args.train_seeds}")
+    train_seeds = args.train_seeds
+    del args.train_seeds
     try:
-        return config_from_arguments(args)
+        return config_from_arguments(args), train_seeds
     except ValueError as err:
         ap.error(str(err))
 

@@ -40,7 +40,7 @@ checks (10,000) dominate; add ``--source-arg dev_fraction=0.01 --target-arg dev_
 
 The target comparison is compare_teachers.py's (``l2t_gym.experiment.compare_teachers``): the
 same student seeds for every teacher, heuristics at the transferred teacher's keep ratio,
-LossRank's best ratio chosen on the target's teacher fold, paired t-tests, CSV, PNGs and a
+every baseline's best setting chosen on the target's teacher fold, paired t-tests, CSV, PNGs and a
 markdown summary. Both experiments share every option but the task, its env arguments and data.
 """
 
@@ -59,7 +59,7 @@ from l2t_gym.experiment import (
     ExperimentConfig,
     TrainedTeacher,
     add_arguments,
-    best_lossrank_ratio,
+    best_settings,
     compare_teachers,
     config_from_arguments,
     env_kwargs,
@@ -148,13 +148,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[EpisodeResult]]:
         native.save(out / "native_teacher.safetensors")
         learned["native"] = native.teacher
         notes.append(_trained_note("native teacher, on the target", native))
-    best_ratio, sweep = best_lossrank_ratio(target)
-    notes.append(
-        "LossRank sweep on the target's teacher fold (mean reward): "
-        + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
-        + f" -> best {best_ratio:g}."
-    )
-    results = compare_teachers(target, learned, best_ratio)
+    best, sweep_notes = best_settings(target)  # LossRank and today's methods, target fold
+    notes += [n.replace("teacher fold", "target's teacher fold") for n in sweep_notes]
+    results = compare_teachers(target, learned, best=best)
     title = f"transfer {_describe(source)} -> {_describe(target)}"
     summary = write_report(target, results, list(learned), title, notes)
     configs = {"source": dataclasses.asdict(source), "target": dataclasses.asdict(target)}

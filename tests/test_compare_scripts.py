@@ -137,3 +137,19 @@ def test_transfer_names_the_option_whose_offline_folder_is_missing(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("transfer.py: error: --source-offline-cifar10: ")
     assert "is missing" in last and "Traceback" not in proc.stderr
+
+
+def test_compare_teachers_replicates_over_training_seeds(tmp_path):
+    out = run(
+        "benchmarks/compare_teachers.py", *TINY, "--baselines", "--train-seeds", "0", "1",
+        "--candidate-cost", "0.5", "--out", str(tmp_path),
+    ).stdout  # fmt: skip
+    assert "train seed 0" in out and "train seed 1" in out and "| NoTeach |" in out
+    assert "### seconds to tau" in out  # the compute-aware clock adds wall-clock
+    for seed in (0, 1):
+        assert (tmp_path / f"train_seed_{seed}" / "summary.md").exists()
+    table = rows(tmp_path / "protocol.csv")
+    assert {r["train_seed"] for r in table} == {"0", "1"}
+    assert {r["cost"] for r in table} == {"effective_instances", "seconds"}
+    err = run("benchmarks/compare_teachers.py", "--train-seeds", "1", "1", expect=2).stderr
+    assert "--train-seeds: repeated seeds" in err

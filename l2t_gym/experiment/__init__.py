@@ -28,6 +28,16 @@ from l2t_gym.experiment.config import (
     parse_key_values,
     resolve_task,
 )
+from l2t_gym.experiment.protocol import (
+    ComparisonRun,
+    ProtocolRow,
+    heuristic_role,
+    markdown_protocol,
+    protocol_rows,
+    replicate,
+    run_comparison,
+    write_protocol,
+)
 from l2t_gym.experiment.recipes import (
     BASELINES,
     Baseline,
@@ -35,6 +45,7 @@ from l2t_gym.experiment.recipes import (
     available_baselines,
     best_lossrank_ratio,
     best_setting,
+    best_settings,
     checkpoint_folder,
     compare_teachers,
     env_factory,
@@ -53,6 +64,14 @@ from l2t_gym.experiment.recipes import (
 )
 
 __all__ = [
+    "write_protocol",
+    "run_comparison",
+    "replicate",
+    "protocol_rows",
+    "markdown_protocol",
+    "heuristic_role",
+    "ProtocolRow",
+    "ComparisonRun",
     "BASELINES",
     "OFFLINE_DATA",
     "SELECTION_BASELINES",
@@ -64,6 +83,7 @@ __all__ = [
     "available_baselines",
     "best_lossrank_ratio",
     "best_setting",
+    "best_settings",
     "checkpoint_folder",
     "compare_teachers",
     "config_from_arguments",

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from l2t_gym import ENV_IDS, TASKS
 from l2t_gym.settings import ARGUMENTS
 from l2t_gym.teachers.es import ESConfig
+from l2t_gym.teachers.ppo import PPOConfig
 from l2t_gym.teachers.reinforce import ReinforceConfig
 
 # Set by the recipes themselves, per fold; in env_args they would silently fight them.
@@ -66,7 +67,8 @@ class ExperimentConfig:
     first_seed: int = 1000
     """The first of the student fold's seeds: first_seed .. first_seed + students - 1."""
     teacher: str | None = None
-    """A saved BernoulliTeacher (.safetensors) to compare instead of training one."""
+    """A saved teacher to compare instead of training one (.safetensors, or an SB3 .zip); in
+    a comparison replicated over training seeds, ``{train_seed}`` in it names one per seed."""
     init_teacher: str | None = None
     """A saved BernoulliTeacher to start REINFORCE from (a warm start, e.g. another task's)."""
     extra: list[str] = field(default_factory=list)
@@ -107,12 +109,18 @@ class ExperimentConfig:
     patience: int | None = None
     """REINFORCE: stop after this many updates without a reward gain (None: never)."""
     checkpoint_every: int = 0
-    """REINFORCE: episodes between checkpoints in <out>/checkpoints (0: none)."""
+    """Episodes between checkpoints in <out>/checkpoints (0: none); ES and PPO write theirs at
+    the first generation or rollout boundary past each multiple."""
+    tensorboard: str | None = None
+    """A folder for TensorBoard event files of the training curve (needs
+    ``pip install "l2t-gym[tensorboard]"``); None: none. The curve always goes to
+    training.csv."""
     algo: Literal["reinforce", "es", "ppo"] = "reinforce"
     """How the teacher is trained: REINFORCE (the paper), CMA-ES with common random numbers
     (``l2t_gym.teachers.es``, needs ``pip install "l2t-gym[es]"``) or Stable-Baselines3's PPO
-    with ``l2t_gym.sb3.InstancePolicy`` (lr its learning rate, init_keep its start; no
-    checkpoints, resume, vector, init_teacher); episodes is the budget of all three."""
+    with ``l2t_gym.sb3.InstancePolicy`` (``l2t_gym.teachers.ppo``: lr its learning rate,
+    init_keep its start; no vector, init_teacher, teacher_hidden); episodes is the budget of
+    all three, and all three write checkpoints and resume exactly."""
     es_popsize: int | None = None
     """ES: candidates per generation (None: cma's default, 4 + 3 ln n for n parameters)."""
     es_sigma: float = 0.5
@@ -125,6 +133,9 @@ class ExperimentConfig:
     """PPO: minibatch size of its updates (>= 2; at most ppo_n_steps is used)."""
     init_keep: float = 0.9
     """Keep probability of the untrained BernoulliTeacher (0.88: the authors' code's start)."""
+    teacher_hidden: int = 12
+    """Width of the BernoulliTeacher's hidden layer (the paper: 12); a narrower one gives ES
+    fewer parameters to search. REINFORCE and ES; not with init_teacher (the file sets it)."""
     train_seed: int = 0
     """Seed of teacher training (policy init, student seeds, sampling) and of the LossRank
     sweep's students."""
@@ -180,17 +191,29 @@ class ExperimentConfig:
         if not self.ratios or not all(0.0 < r <= 1.0 for r in self.ratios):
             raise ValueError(f"ratios must be keep ratios in (0, 1], got {self.ratios}")
         # Two students at least: every comparison pairs the teachers' runs seed by seed.
-        _at_least(self, students=2, sweep_students=1, threads=1, episodes=0, checkpoint_every=0)
+        _at_least(
+            self,
+            students=2,
+            sweep_students=1,
+            threads=1,
+            episodes=0,
+            checkpoint_every=0,
+            teacher_hidden=1,
+        )
         self.reinforce_config(episodes=max(self.episodes, 1))  # its own checks, named
         if self.algo not in ("reinforce", "es", "ppo"):
             raise ValueError(f"algo must be 'reinforce', 'es' or 'ppo', got {self.algo!r}")
-        # Two at least: SB3 refuses a rollout of one step and normalises minibatch advantages.
-        _at_least(self, ppo_n_steps=2, ppo_batch_size=2)
         if self.algo == "ppo":
             for name in ("vector", "init_teacher"):
                 if getattr(self, name):
                     raise ValueError(f"{name} does not apply to algo='ppo' (REINFORCE and ES)")
+            if self.teacher_hidden != 12:
+                raise ValueError(
+                    "teacher_hidden does not apply to algo='ppo' (InstancePolicy has its own "
+                    "net_arch)"
+                )
         self.es_config(episodes=max(self.episodes, 1))
+        self.ppo_config()
 
     @property
     def env_id(self) -> str:
@@ -223,6 +246,28 @@ class ExperimentConfig:
             "seed": self.train_seed,
         }
         return ReinforceConfig(**{**settings, **overrides})
+
+    def ppo_config(self, **overrides: Any) -> PPOConfig:
+        """The PPO settings of this experiment (see :class:`~l2t_gym.teachers.ppo.PPOConfig`).
+
+        :raises ValueError: when a setting is out of range, naming our field.
+        """
+        settings = {
+            "episodes": self.episodes,
+            "lr": self.lr,
+            "n_steps": self.ppo_n_steps,
+            "batch_size": self.ppo_batch_size,
+            "init_keep": self.init_keep,
+            "seed": self.train_seed,
+            "checkpoint_every": self.checkpoint_every,
+        }
+        try:
+            return PPOConfig(**{**settings, **overrides})
+        except ValueError as err:  # PPOConfig names its own field; say ours
+            message = str(err)
+            if message.startswith(("n_steps ", "batch_size ")):
+                message = "ppo_" + message
+            raise ValueError(message) from err
 
     def es_config(self, **overrides: Any) -> ESConfig:
         """The CMA-ES settings of this experiment (see :class:`~l2t_gym.teachers.es.ESConfig`).

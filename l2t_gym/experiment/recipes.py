@@ -23,7 +23,6 @@ import csv
 import functools
 import io
 import json
-import math
 import os
 import statistics
 import sys
@@ -159,6 +158,13 @@ class TrainedTeacher:
     :meth:`l2t_gym.teachers.es.ESTrainer.train`); with "ppo" one per episode, without
     baseline (see :func:`train_teacher`)."""
 
+    @property
+    def episodes(self) -> int:
+        """Student runs the training spent, a resumed run's earlier ones included."""
+        if self.algo == "es":
+            return int(self.history[-1]["episodes"]) if self.history else 0
+        return len(self.history)
+
     def tail(self, n: int) -> tuple[float, float]:
         """(mean reward, mean keep ratio) of the last ``n`` records (episodes; generations
         with ES, their mean fitness); NaNs without any."""
@@ -172,8 +178,8 @@ class TrainedTeacher:
     def save(self, path: Path, history: Path | None = None) -> None:
         """Write the teacher (safetensors, with the task and its checksum; trained by PPO, the
         SB3 model's zip, see :func:`teacher_file`) and, given ``history``, the records as JSON
-        (and, trained by ES or PPO, as a CSV beside it, ``history`` with the suffix ``.csv``);
-        each file atomically.
+        and their scalar fields as a CSV beside it (``history`` with the suffix ``.csv``, one
+        row per record: the training curve); each file atomically.
 
         :param path: the teacher's file (its folder is made).
         :param history: the JSON file of the history (None: not written).
@@ -187,8 +193,7 @@ class TrainedTeacher:
             self.teacher.save(path, task=self.task)  # type: ignore[attr-defined]
         if history is not None:
             write_text(history, json.dumps(self.history, indent=1))
-            if self.algo in ("es", "ppo"):  # the training curve, one row per record
-                write_text(history.with_suffix(".csv"), _curve_csv(self.history))
+            write_text(history.with_suffix(".csv"), _curve_csv(self.history))
 
 
 def _curve_csv(history: Sequence[Mapping[str, Any]]) -> str:
@@ -221,7 +226,9 @@ def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTea
         return BernoulliTeacher.load(
             cfg.init_teacher, expected_feature_names=names, seed=cfg.train_seed
         )
-    return BernoulliTeacher(names, init_keep=cfg.init_keep, seed=cfg.train_seed)
+    return BernoulliTeacher(
+        names, hidden=cfg.teacher_hidden, init_keep=cfg.init_keep, seed=cfg.train_seed
+    )
 
 
 def checkpoint_folder(cfg: ExperimentConfig) -> Path:
@@ -240,11 +247,13 @@ def train_teacher(
     generations of ``popsize x es_students`` runs; the callback gets one record per generation;
     ``cfg.vector`` runs a candidate's ``es_students`` side by side), or an
     :class:`l2t_gym.sb3.InstancePolicy` by Stable-Baselines3's PPO with ``cfg.algo == "ppo"``
-    (one student at a time, in process: learning stops when ``cfg.episodes`` episodes have
-    ended; the records lack ``baseline``; no checkpoints, and ``resume`` is refused).
+    (:mod:`l2t_gym.teachers.ppo`: one student at a time, in process: learning stops when
+    ``cfg.episodes`` episodes have ended; the records lack ``baseline``).
 
     The students of an update run one after the other, or side by side with ``cfg.vector``.
-    With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder`. With
+    With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder` (all three resume
+    exactly). With ``cfg.tensorboard`` every record's numbers go to TensorBoard as
+    ``train/<field>`` against the student runs done (PPO adds SB3's own losses). With
     ``cfg.episodes == 0`` the teacher is returned untrained (a control).
 
     :param callback: called after every episode with its record (see :class:`TrainedTeacher`).
@@ -254,15 +263,58 @@ def train_teacher(
     :return: the teacher and its training history.
     :raises ValueError: when ``resume`` finds checkpoints but every one is damaged
         (:class:`~l2t_gym.files.DamagedFileError`), or the newest intact one belongs to
-        another run; with ``resume`` and ``cfg.algo == "ppo"``.
+        another run.
+    :raises ImportError: with ``cfg.tensorboard`` when TensorBoard is not installed.
     """
+    writer = _tensorboard_writer(cfg)
+    if writer is None:
+        return _train_teacher(cfg, callback, resume)
+    try:
+        return _train_teacher(cfg, _logging_to(writer, callback), resume)
+    finally:
+        writer.close()
+
+
+def _tensorboard_writer(cfg: ExperimentConfig) -> Any:
+    if cfg.tensorboard is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError(
+            'tensorboard: TensorBoard is not installed; pip install "l2t-gym[tensorboard]"'
+        ) from err
+    return SummaryWriter(cfg.tensorboard)
+
+
+def _logging_to(
+    writer: Any, callback: Callable[[dict[str, Any]], None] | None
+) -> Callable[[dict[str, Any]], None]:
+    # Every algorithm's curve on one axis, the student runs done: comparable in one view.
+    def log(record: dict[str, Any]) -> None:
+        step = record["episodes"] if "episodes" in record else record["episode"] + 1
+        for key, value in record.items():
+            if key in ("episode", "episodes", "generation") or isinstance(value, (list, dict)):
+                continue
+            writer.add_scalar(f"train/{key}", float(value), step)
+        if callback is not None:
+            callback(record)
+
+    return log
+
+
+def _train_teacher(
+    cfg: ExperimentConfig,
+    callback: Callable[[dict[str, Any]], None] | None,
+    resume: bool,
+) -> TrainedTeacher:
     if cfg.algo == "ppo":
-        if resume:
-            raise ValueError(
-                "--resume: PPO runs cannot be resumed (they write no checkpoints); start the run "
-                "again without --resume"
-            )
-        return _train_teacher_ppo(cfg, callback)
+        from l2t_gym.teachers.ppo import PPOTrainer  # SB3 is imported on this route only
+
+        ppo = PPOTrainer(make_env(cfg, "teacher"), cfg.ppo_config(), checkpoint_folder(cfg))
+        if cfg.tensorboard is not None:
+            ppo.model.tensorboard_log = cfg.tensorboard
+        return _run_trainer(cfg, ppo, ppo.teacher, callback, resume)
     if cfg.vector:
         students = cfg.es_students if cfg.algo == "es" else cfg.students_per_update
         env = make_vector_env(cfg, "teacher", students)
@@ -276,7 +328,7 @@ def train_teacher(
     # The folder is given even without checkpoint_every, so that resume still finds the
     # checkpoints of an earlier run that wrote them.
     trainer = ReinforceTrainer(env, teacher, cfg.reinforce_config(), checkpoint_folder(cfg))
-    return _run_trainer(cfg, trainer, teacher, callback, resume)
+    return _run_trainer(cfg, trainer, lambda: teacher, callback, resume)
 
 
 def _train_teacher_es(
@@ -291,96 +343,58 @@ def _train_teacher_es(
     from l2t_gym.teachers.es import ESTrainer
 
     trainer = ESTrainer(env, teacher, cfg.es_config(), checkpoint_folder(cfg))
-    return _run_trainer(cfg, trainer, teacher, callback, resume)
+    return _run_trainer(cfg, trainer, lambda: teacher, callback, resume)
 
 
 def _run_trainer(
     cfg: ExperimentConfig,
     trainer: Any,
-    teacher: BernoulliTeacher,
+    teacher: Callable[[], Teacher],
     callback: Callable[[dict[str, Any]], None] | None,
     resume: bool,
 ) -> TrainedTeacher:
-    # REINFORCE's and CMA-ES's trainers share resume(), episodes_done and train(callback).
+    # The trainers (REINFORCE, CMA-ES, PPO) share resume(), episodes_done and train(callback);
+    # ``teacher`` reads the trained teacher after training (PPO's model is replaced on resume).
     found = trainer.resume() if resume else None
     resumed = trainer.episodes_done
     start = time.perf_counter()
     history = trainer.train(callback=callback)
     seconds = time.perf_counter() - start
     stopped = bool(getattr(trainer, "stopped_early", False))
-    return TrainedTeacher(teacher, history, seconds, stopped, cfg.task, found, resumed, cfg.algo)
-
-
-def _train_teacher_ppo(
-    cfg: ExperimentConfig, callback: Callable[[dict[str, Any]], None] | None
-) -> TrainedTeacher:
-    # SB3 (an optional dependency) is imported on this route only.
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from l2t_gym.sb3 import InstancePolicy, InstanceTeacher
-
-    history: list[dict[str, Any]] = []
-
-    class EpisodeBudget(BaseCallback):
-        # One record per ended episode, from the info of its last step (SB3's DummyVecEnv hands
-        # it over before resetting); stops learning once cfg.episodes have ended.
-        def _on_step(self) -> bool:
-            for done, info, reward in zip(
-                self.locals["dones"], self.locals["infos"], self.locals["rewards"], strict=True
-            ):
-                if not done or len(history) >= cfg.episodes:
-                    continue
-                seen = info["instances_seen"]
-                record = {
-                    "episode": len(history),
-                    "reward": float(reward),  # the only reward of the episode: its return
-                    "iterations": int(info["iteration"]),
-                    "teacher_steps": int(info["teacher_step"]),
-                    "reached_tau": bool(info["reached_tau"]),
-                    "keep_ratio": float(info["kept_instances"] / seen) if seen else math.nan,
-                }
-                history.append(record)
-                if callback is not None:
-                    callback(record)
-            return len(history) < cfg.episodes
-
-    env = make_env(cfg, "teacher")
-    n_steps = cfg.ppo_n_steps
-    model = PPO(
-        InstancePolicy,
-        env,
-        learning_rate=cfg.lr,
-        n_steps=n_steps,
-        batch_size=min(cfg.ppo_batch_size, n_steps),
-        policy_kwargs={"init_keep": cfg.init_keep},
-        seed=cfg.train_seed,
-        device="cpu",  # the policy is tiny; the students use cfg.device
-    )
-    start = time.perf_counter()
-    if cfg.episodes > 0:
-        # The budget is in episodes, not steps: the callback stops it; no run reaches this cap.
-        model.learn(total_timesteps=2**62, callback=EpisodeBudget())
-    seconds = time.perf_counter() - start
-    return TrainedTeacher(InstanceTeacher(model), history, seconds, False, cfg.task, algo="ppo")
+    return TrainedTeacher(teacher(), history, seconds, stopped, cfg.task, found, resumed, cfg.algo)
 
 
 def training_printer(
     cfg: ExperimentConfig, every: int | None = None, file: TextIO | None = None
 ) -> Callable[[dict[str, Any]], None]:
     """A :func:`train_teacher` callback that prints a line every ``every`` episodes (default:
-    every 10 updates) and at the last one, to ``file`` (default: stderr)."""
-    every = every or 10 * cfg.students_per_update
+    every 10 updates) and at the last one, to ``file`` (default: stderr); with ES, a line per
+    generation that crosses a multiple of ``every``."""
+    every = every or 10 * (cfg.es_students if cfg.algo == "es" else cfg.students_per_update)
+    done_before = [0]
 
     def progress(record: dict[str, Any]) -> None:
-        done = record["episode"] + 1
-        if done % every == 0 or done == cfg.episodes:
-            print(
-                f"  episode {done}/{cfg.episodes}: reward {record['reward']:.3f}, baseline "
-                f"{record['baseline']:.3f}, keep {record['keep_ratio']:.2f}",
-                file=file if file is not None else sys.stderr,
-                flush=True,
+        if cfg.algo == "es":  # one record per generation
+            done, before = record["episodes"], done_before[0]
+            done_before[0] = done
+            if done // every == before // every and done < cfg.episodes:
+                return
+            line = (
+                f"generation {record['generation']}, mean reward {record['mean_fitness']:.3f}, "
+                f"best {record['best_fitness']:.3f}, sigma {record['sigma']:.3f}"
             )
+        else:
+            done = record["episode"] + 1
+            if done % every and done != cfg.episodes:
+                return
+            line = f"reward {record['reward']:.3f}" + (
+                f", baseline {record['baseline']:.3f}" if "baseline" in record else ""
+            )
+        print(
+            f"  episode {done}/{cfg.episodes}: {line}, keep {record['keep_ratio']:.2f}",
+            file=file if file is not None else sys.stderr,
+            flush=True,
+        )
 
     return progress
 
@@ -550,6 +564,30 @@ def best_setting(cfg: ExperimentConfig, name: str) -> tuple[float, dict[float, f
         for r in cfg.ratios
     }
     return max(rewards, key=rewards.__getitem__), rewards
+
+
+def best_settings(
+    cfg: ExperimentConfig,
+    baselines: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, float], list[str]]:
+    """:func:`best_setting` of LossRank and each of ``baselines`` (default:
+    :func:`available_baselines`), all on the teacher fold.
+
+    :param progress: called with each baseline's name once its sweep is done.
+    :return: (name -> best keep setting, one note per sweep for a report).
+    """
+    best, notes = {}, []
+    for name in ["lossrank", *(available_baselines(cfg) if baselines is None else baselines)]:
+        best[name], sweep = best_setting(cfg, name)
+        notes.append(
+            f"{TEACHER_LABELS[name]} sweep on the teacher fold (keep setting: mean reward): "
+            + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
+            + f" -> best {best[name]:g}."
+        )
+        if progress is not None:
+            progress(name)
+    return best, notes
 
 
 def best_lossrank_ratio(cfg: ExperimentConfig) -> tuple[float, dict[float, float]]:
