@@ -64,28 +64,47 @@ CSV_COLUMNS = (
 
 
 # -- tables ----------------------------------------------------------------------------------------
-def format_table(summaries: Iterable[Summary]) -> str:
+def format_table(
+    summaries: Iterable[Summary], against: Mapping[str, Comparison] | None = None
+) -> str:
     """A plain-text table, one row per teacher, costs to tau as mean ± std over the students
     that reached tau.
 
     :param summaries: from :func:`~l2t_gym.evaluation.summarise`, in row order.
+    :param against: row name -> one teacher's comparison with that row (its ``teacher`` the
+        same in all, the row its ``reference``), e.g. the learned teacher's paired t-test on
+        effective instances against each heuristic: adds its relative difference and paired p.
     :return: the table, a header and a footnote, lines joined by newlines.
     """
     summaries = list(summaries)
+    against = dict(against or {})
+    who = next(iter(against.values())).teacher if against else ""
     width = max([14, *(len(s.name) for s in summaries)])
     head = (
         f"{'teacher':{width}} {'reached':>8} {'iterations':>14} {'effective inst.':>16} "
         f"{'cand. batches':>14} {'seconds':>12} {'test acc.':>14} {'keep':>6}"
     )
+    if against:
+        head += f" {who + ' vs row':>16} {'paired p':>9}"
     lines = [head, "-" * len(head)]
     for s in summaries:
-        lines.append(
+        line = (
             f"{s.name:{width}} {s.reached:>4}/{s.students:<3} {_pm(s.iterations, 0):>14} "
             f"{_pm(s.effective_instances, 0):>16} {_pm(s.candidate_batches, 0):>14} "
             f"{_pm(s.seconds, 2):>12} {_pm(s.test_accuracy, 3):>14} {s.keep_ratio:>6.2f}"
         )
+        if s.name in against:
+            c = against[s.name]
+            line += f" {c.relative:>+16.1%} {_p(c.paired.p):>9}"
+        lines.append(line)
     lines.append(
-        "(to tau: mean ± std over the students that reached it; cand. batches = teacher steps)"
+        "(to tau: mean ± std over the students that reached it; cand. batches = teacher steps"
+        + (
+            f"; {who} vs row: its effective instances to tau relative to the row's, paired "
+            "t-test over the same students, a run that never reached tau counted at the budget)"
+            if against
+            else ")"
+        )
     )
     return "\n".join(lines)
 
@@ -198,8 +217,10 @@ def plot_curves(
     axes: Sequence[str] = ("effective_instances",),
     accuracies: Sequence[str] = ("dev_accuracy",),
 ) -> None:
-    """Accuracy against each of ``axes``, as the paper's figures: the mean over students with a
-    band of one std. A run that has ended keeps its last value.
+    """Accuracy against each of ``axes``, as the paper's figures: every student's curve as a
+    thin line that ends where its episode ended (at tau, or out of clock: a dot marks the end;
+    nothing is drawn after it), and each teacher's mean over its students as a bold line up to
+    where its first student ended (beyond that a mean would be over the slower students only).
 
     :param axes: the columns, keys of :data:`CURVE_AXES`.
     :param accuracies: the rows, "dev_accuracy" and/or "test_accuracy".
@@ -211,22 +232,42 @@ def plot_curves(
             raise ValueError(f"unknown curve axis {axis!r}; expected one of {list(CURVE_AXES)}")
     rows, cols = len(accuracies), len(axes)
     fig, grid_axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(results) > len(colors):  # one colour per teacher, never two teachers alike
+        colors = [plt.get_cmap("tab20")(k % 20) for k in range(len(results))]
     for i, acc in enumerate(accuracies):
         for j, axis in enumerate(axes):
             ax = grid_axes[i][j]
-            end = max(getattr(p, axis) for runs in results.values() for r in runs for p in r.curve)
-            grid = np.linspace(0, end if end > 0 else 1, 200)
-            for name, runs in results.items():
-                curves = np.stack([_step_interp(r, grid, axis, acc) for r in runs])
-                mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
-                ax.plot(grid, mean, label=name)
-                ax.fill_between(grid, mean - std, mean + std, alpha=0.15)
+            for k, (name, runs) in enumerate(results.items()):
+                color = colors[k % len(colors)]
+                alpha = max(0.08, min(0.5, 3.0 / max(len(runs), 1)))
+                for run in runs:
+                    xs, ys = _curve(run, axis, acc)
+                    ax.plot(xs, ys, color=color, lw=0.6, alpha=alpha)
+                    ax.plot(xs[-1:], ys[-1:], "o", color=color, ms=2, alpha=alpha)
+                first_end = min(_curve(r, axis, acc)[0][-1] for r in runs)
+                grid = np.linspace(0, first_end, 100)
+                with warnings.catch_warnings():  # a checkpoint no student read: NaN, drawn as a gap
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean([_step_interp(r, grid, axis, acc) for r in runs], axis=0)
+                ax.plot(grid, mean, color=color, lw=2, label=name)
             ax.set_xlabel(CURVE_AXES[axis])
             ax.set_ylabel(acc.replace("_", " "))
             ax.grid(alpha=0.3)
-    grid_axes[0][0].legend(fontsize="small")
+    # Outside the plots, top right: with a dozen teachers a legend inside hides the curves.
+    grid_axes[0][-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     _save(fig, path)
+
+
+def _curve(run: EpisodeResult, axis: str, acc: str) -> tuple[np.ndarray, np.ndarray]:
+    # The run's checkpoints with a reading of ``acc`` (test accuracy may be read at the end only).
+    points = [p for p in run.curve if not math.isnan(getattr(p, acc))]
+    xs = np.array([getattr(p, axis) for p in points], dtype=float)
+    ys = np.array([getattr(p, acc) for p in points], dtype=float)
+    if len(xs) == 0:
+        return np.zeros(1), np.full(1, np.nan)
+    return xs, ys
 
 
 def plot_cost_box(

@@ -31,24 +31,40 @@ def test_help_lists_the_commands_and_the_config_docstrings():
 
 
 def test_demo_trains_then_compares_on_fresh_students(tmp_path):
-    out = l2t("demo", "--out", str(tmp_path), "--episodes", "4", "--students", "2", *CPU).stdout
-    assert "trained 4 episodes" in out and "seeds 1000-1001" in out
+    # The main job's recipe (CMA-ES, a narrow teacher seeing loss_rank), its budgets tiny.
+    quick = ["--episodes", "6", "--es-popsize", "3", "--es-students", "1", "--students", "2"]
+    quick += ["--sweep-students", "1", "--ratios", "0.3", "0.6", "--env-arg", "max_iters=40"]
+    out = l2t("demo", "--out", str(tmp_path), *quick, *CPU).stdout
+    assert "trained 2 generations (6 episodes) by CMA-ES" in out and "seeds 1000-1001" in out
     lines = out.splitlines()
-    rows = [ln.split()[0] for ln in lines[lines.index(_table_head(lines)) + 2 :][:7]]
-    # The papers' names; RHO-LOSS and Selective-Backprop run at L2T's ratio (InfoBatch has no
-    # keep ratio and the demo no sweep).
-    assert rows == [
+    head = _table_head(lines)
+    body = lines[lines.index(head) + 2 :][:11]
+    rows = [" ".join(w for w in ln.split()[:3] if not w[0].isdigit()) for ln in body]
+    # The papers' names; the heuristics at L2T's ratio and at their best setting on the teacher
+    # fold (InfoBatch has no keep ratio: at its best only).
+    assert [r.split()[0] for r in rows] == [
         "NoTeach",
         "RandTeach",
         "LossRank",
+        "LossRank",
         "RHO-LOSS",
+        "RHO-LOSS",
+        "InfoBatch",
+        "Selective-Backprop",
         "Selective-Backprop",
         "SPL",
         "L2T",
     ]
+    assert sum("(best)" in ln for ln in body) == 4
+    # Every heuristic's row carries L2T's paired test against it; L2T's own row none.
+    assert "L2T vs row" in head and "paired p" in head
+    assert all(ln.split()[-1].replace(".", "").replace("<", "").isdigit() for ln in body[:-1])
+    assert body[-1].split()[-1] == f"{float(body[-1].split()[-1]):.2f}"  # ends with its keep
     assert (tmp_path / "teacher.safetensors").is_file() and (tmp_path / "curves.png").is_file()
     history = json.loads((tmp_path / "training.json").read_text())
-    assert [r["episode"] for r in history] == [0, 1, 2, 3]
+    assert [r["episodes"] for r in history] == [3, 6]
+    teacher = BernoulliTeacher.load(tmp_path / "teacher.safetensors")
+    assert teacher.hidden == 2 and teacher.layout[-1] == "loss_rank"
     table = list(csv.DictReader((tmp_path / "runs.csv").open()))
     assert {r["seed"] for r in table} == {"1000", "1001"}
     assert {r["teacher"] for r in table} >= {"NoTeach", "SPL", "L2T"}

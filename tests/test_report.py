@@ -7,6 +7,7 @@ import csv
 import pytest
 from fake_runs import fake_run, three_teachers
 
+from l2t_gym import report
 from l2t_gym.evaluation import compare_costs, summarise
 from l2t_gym.report import (
     CSV_COLUMNS,
@@ -77,6 +78,23 @@ def test_plots_are_written(results, tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="curve axis"):
         plot_curves(results, tmp_path / "x.png", "t", axes=("epochs",))
+
+
+def test_each_students_curve_ends_where_its_episode_ended(results, tmp_path, monkeypatch):
+    # The paper's figures, without a flat line after tau: every run's line stops at its last
+    # checkpoint, and each teacher's bold mean stops where its first student ended.
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    plot_curves(results, tmp_path / "c.png", "t")
+    lines = figures[0].axes[0].get_lines()
+    thin = [ln for ln in lines if ln.get_linewidth() < 1]
+    ends = sorted(float(ln.get_xdata()[-1]) for ln in thin)
+    expected = sorted(float(r.effective_instances) for runs in results.values() for r in runs)
+    assert ends == expected
+    for ln in lines:
+        if ln.get_linewidth() >= 2:  # a teacher's mean
+            runs = results[ln.get_label()]
+            assert ln.get_xdata()[-1] == min(r.effective_instances for r in runs)
 
 
 def test_write_comparison_writes_every_file_and_every_table(results, tmp_path):
