@@ -1,5 +1,6 @@
-"""What a teacher learned: its keep probability against instance loss and margin, early, middle
-and late in training, and per class. Is it easy-to-hard like self-paced learning, or hard-first?
+"""What a teacher learned: its keep probability against instance loss, loss rank within its
+candidate batch and margin, early, middle and late in training, and per class. Is it
+easy-to-hard like self-paced learning, or hard-first?
 
 :func:`analyze` lets a teacher teach one fresh student per seed and records every candidate row
 it is shown (a uniform subsample on long runs) with its loss, margin and label (read from the
@@ -26,10 +27,13 @@ import gymnasium as gym
 import numpy as np
 from scipy.stats import spearmanr
 
+from l2t_gym.features import scaled_rank
 from l2t_gym.files import atomic_open, save_figure, write_text
 from l2t_gym.teachers import Teacher
 
 PHASES = ("early", "middle", "late")
+#: The per-instance features binned and plotted against keep probability.
+FEATURES = ("loss", "loss_rank", "margin")
 #: Columns of binned.csv (see :func:`binned`).
 CSV_COLUMNS = ("phase", "feature", "bin", "lo", "hi", "x_mean", "n")
 CSV_COLUMNS += ("keep_prob_mean", "keep_prob_q25", "keep_prob_q75", "kept_rate")
@@ -81,6 +85,10 @@ class Records:
     run_progress: np.ndarray
     phase: np.ndarray
     loss: np.ndarray
+    loss_rank: np.ndarray
+    """The row's loss rank within its candidate batch, in [0, 1] (1: the highest; the
+    ``loss_rank`` column's definition, :func:`l2t_gym.features.scaled_rank`), computed from
+    the ``loss`` column whether or not the env shows it."""
     margin: np.ndarray
     label: np.ndarray
     keep_prob: np.ndarray
@@ -146,6 +154,7 @@ def analyze(
                 iteration=np.full(len(p), info["iteration"], dtype=np.int32),
                 clock_progress=obs[:, col["iteration"]].astype(np.float32),
                 loss=obs[:, col["loss"]].astype(np.float32),
+                loss_rank=scaled_rank(obs[None, :, col["loss"]])[0],
                 margin=obs[:, col["margin"]].astype(np.float32),
                 label=obs[:, label_cols].argmax(axis=1).astype(np.int16),
                 keep_prob=p.astype(np.float32),
@@ -236,8 +245,9 @@ def phase_stats(records: Records) -> list[dict[str, Any]]:
     """Statistics of each phase (early, middle, late).
 
     :param records: from :func:`analyze`.
-    :return: per phase: rows, mean keep probability, kept rate, Spearman's rho of p with loss and
-        with margin, delta (see :func:`verdict`; NaN under 4 rows) and the verdict.
+    :return: per phase: rows, mean keep probability, kept rate, Spearman's rho of p with loss,
+        with loss rank and with margin, delta (see :func:`verdict`; NaN under 4 rows) and the
+        verdict.
     """
     out = []
     for k, name in enumerate(PHASES):
@@ -256,6 +266,7 @@ def phase_stats(records: Records) -> list[dict[str, Any]]:
                 "keep_prob": float(p.mean()) if len(p) else math.nan,
                 "kept_rate": float(records.kept[sel].mean()) if len(p) else math.nan,
                 "rho_loss": rho_loss,
+                "rho_rank": _spearman(p, records.loss_rank[sel]),
                 "rho_margin": rho_margin,
                 "delta": delta,
                 "verdict": verdict(rho_loss, delta),
@@ -273,8 +284,8 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def binned(records: Records, n_bins: int = 10) -> list[dict[str, Any]]:
-    """Rows of binned.csv (:data:`CSV_COLUMNS`): per phase, quantile bins of loss and of margin,
-    and one bin per class.
+    """Rows of binned.csv (:data:`CSV_COLUMNS`): per phase, quantile bins of each of
+    :data:`FEATURES`, and one bin per class.
 
     Quantile bins because losses are heavy-tailed: equal-width bins would leave most rows in the
     first bin. Tied edges merge, so a phase can have fewer than ``n_bins`` bins.
@@ -291,7 +302,7 @@ def binned(records: Records, n_bins: int = 10) -> list[dict[str, Any]]:
         p, kept = records.keep_prob[sel], records.kept[sel]
         if not sel.any():
             continue
-        for feature in ("loss", "margin"):
+        for feature in FEATURES:
             x = getattr(records, feature)[sel].astype(np.float64)
             edges = np.unique(np.quantile(x, np.linspace(0, 1, n_bins + 1)))
             idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max(len(edges) - 2, 0))
@@ -355,14 +366,15 @@ def _summary(records: Records, stats: list[dict[str, Any]], header: Sequence[str
         f"rows analysed {len(records)}",
         "- phases: thirds of each run's own student iterations to its end (not of T')",
         "",
-        "| phase | rows | mean p | kept | rho(p, loss) | rho(p, margin) | dp high-low loss "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| phase | rows | mean p | kept | rho(p, loss) | rho(p, loss rank) | rho(p, margin) "
+        "| dp high-low loss | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in stats:
         lines.append(
             f"| {s['phase']} | {s['rows']} | {s['keep_prob']:.3f} | {s['kept_rate']:.3f} | "
-            f"{s['rho_loss']:+.3f} | {s['rho_margin']:+.3f} | {s['delta']:+.3f} | {s['verdict']} |"
+            f"{s['rho_loss']:+.3f} | {s['rho_rank']:+.3f} | {s['rho_margin']:+.3f} | "
+            f"{s['delta']:+.3f} | {s['verdict']} |"
         )
     lines += [
         "",
@@ -375,8 +387,8 @@ def _summary(records: Records, stats: list[dict[str, Any]], header: Sequence[str
 
 def _plot_loss_margin(table: list[dict[str, Any]], path: Path) -> None:
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharey=True)
-    for r, feature in enumerate(("loss", "margin")):
+    fig, axes = plt.subplots(len(FEATURES), 3, figsize=(13, 3.5 * len(FEATURES)), sharey=True)
+    for r, feature in enumerate(FEATURES):
         for c, phase in enumerate(PHASES):
             ax = axes[r, c]
             bins = [row for row in table if row["phase"] == phase and row["feature"] == feature]
@@ -389,7 +401,7 @@ def _plot_loss_margin(table: list[dict[str, Any]], path: Path) -> None:
             else:
                 ax.text(0.5, 0.5, "no rows", ha="center", transform=ax.transAxes)
             ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel(f"instance {feature} (mean of a quantile bin)")
+            ax.set_xlabel(f"instance {feature.replace('_', ' ')} (mean of a quantile bin)")
             ax.grid(alpha=0.3)
             if r == 0:
                 ax.set_title(f"{phase} third of each run")

@@ -119,6 +119,14 @@ def test_synthetic_teachers_get_their_verdict(sign, expected):
         assert s["rho_loss"] == pytest.approx(sign, abs=1e-4)
         assert s["rho_margin"] * sign < 0  # margin falls as loss rises
         assert s["delta"] * sign > at.MIN_DELTA
+        # Within a batch the rank orders as the loss does; across batches it does not, so the
+        # correlation with rank is of the same sign but weaker.
+        assert 0 < s["rho_rank"] * sign < abs(s["rho_loss"])
+    # The rank is the loss's within its batch of M = 32: 32 distinct values per batch, 0 and 1
+    # among them.
+    first = records.iteration == records.iteration.min()
+    batch = records.loss_rank[first][:32]
+    assert sorted(batch) == pytest.approx(np.arange(32) / 31)
 
 
 def test_phases_are_thirds_of_each_runs_iterations():
