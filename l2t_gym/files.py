@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
 import re
 import secrets
 import stat
@@ -205,6 +206,29 @@ def unseal(data: bytes, kind: str, path: str | os.PathLike, what: str = "file") 
     if sha256_hex([payload]) != digest.group(1).decode():
         raise DamagedFileError(path, "its contents do not match their SHA-256 checksum", what)
     return payload
+
+
+def unpickle_sealed(
+    path: str | os.PathLike, kind: str, what: str, keys: Sequence[str]
+) -> dict[str, Any]:
+    """Read a pickled dict sealed with :func:`seal` (ES's and PPO's checkpoints) after checking
+    its SHA-256. Unpickling can run code: read only files from a trusted source.
+
+    :param kind: the seal's kind line.
+    :param what: the kind of file, for error messages.
+    :param keys: entries the dict must hold.
+    :raises FileNotFoundError: if there is no file at ``path``.
+    :raises DamagedFileError: for an empty, damaged or foreign file, a payload that does not
+        unpickle, or a state without ``keys``.
+    """
+    payload = unseal(Path(path).read_bytes(), kind, path, what)
+    try:
+        state = pickle.loads(payload)  # noqa: S301 - sealed, and documented as trusted-only
+    except Exception as err:  # noqa: BLE001 - any unreadable payload gets the same clear error
+        raise DamagedFileError(path, f"cannot unpickle it ({err})", what) from err
+    if not isinstance(state, dict) or not set(keys) <= set(state):
+        raise DamagedFileError(path, f"it does not hold the entries {tuple(keys)}", what)
+    return state
 
 
 def newest_intact(

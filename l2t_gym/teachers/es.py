@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from l2t_gym.files import DamagedFileError, newest_intact, numbered_files, seal, unseal, write_bytes
+from l2t_gym.files import newest_intact, numbered_files, seal, unpickle_sealed, write_bytes
 from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
 
@@ -392,12 +392,5 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     :raises DamagedFileError: (a ``ValueError``) for an empty, damaged or foreign file, or a
         state without its entries.
     """
-    payload = unseal(Path(path).read_bytes(), CHECKPOINT_KIND, path, "ES checkpoint")
     _import_cma()  # the cma object's classes must import
-    try:
-        state = pickle.loads(payload)  # noqa: S301 - sealed, and documented as trusted-only
-    except Exception as err:  # noqa: BLE001 - any unreadable payload gets the same clear error
-        raise DamagedFileError(path, f"cannot unpickle it ({err})", "ES checkpoint") from err
-    if not isinstance(state, dict) or not set(_STATE_KEYS) <= set(state):
-        raise DamagedFileError(path, f"it does not hold the entries {_STATE_KEYS}", "ES checkpoint")
-    return state
+    return unpickle_sealed(path, CHECKPOINT_KIND, "ES checkpoint", _STATE_KEYS)

@@ -38,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from l2t_gym.files import DamagedFileError, newest_intact, numbered_files, seal, unseal, write_bytes
+from l2t_gym.files import newest_intact, numbered_files, seal, unpickle_sealed, write_bytes
 
 #: The first line of a PPO checkpoint file.
 CHECKPOINT_KIND = "l2t-gym ppo checkpoint 1"
@@ -279,12 +279,4 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     :raises DamagedFileError: (a ``ValueError``) for an empty, damaged or foreign file, or a
         state without its entries.
     """
-    payload = unseal(Path(path).read_bytes(), CHECKPOINT_KIND, path, "PPO checkpoint")
-    try:
-        state = pickle.loads(payload)  # noqa: S301 - sealed, and documented as trusted-only
-    except Exception as err:  # noqa: BLE001 - any unreadable payload gets the same clear error
-        raise DamagedFileError(path, f"cannot unpickle it ({err})", "PPO checkpoint") from err
-    if not isinstance(state, dict) or not set(_STATE_KEYS) <= set(state):
-        missing = f"it does not hold the entries {_STATE_KEYS}"
-        raise DamagedFileError(path, missing, "PPO checkpoint")
-    return state
+    return unpickle_sealed(path, CHECKPOINT_KIND, "PPO checkpoint", _STATE_KEYS)
