@@ -86,6 +86,7 @@ SHARED = (
     "train_seed",
     "ratios",
     "sweep_students",
+    "baselines",
     "extra",
     "sb3_algo",
     "device",

@@ -90,6 +90,7 @@ def test_transfer_resnet20_to_resnet110_on_a_fabricated_cifar10_mirror(tmp_path,
     args = ["--source", "cifar10", "--target", "cifar10", "--source-offline-cifar10", mirror]
     args += ["--target-offline-cifar10", mirror, "--device", "cpu", *TINY[:6]]
     args += ["--sweep-students", "1", "--ratios", "0.5", "--out", str(tmp_path / "out")]
+    args += ["--baselines"]  # LossRank's sweep only: a ResNet-110 run each costs seconds here
     args += [*tiny_cifar10("source", "resnet20"), *tiny_cifar10("target", "resnet110")]
     out = run("benchmarks/transfer.py", *args).stdout
     title = "## transfer L2T-CIFAR10-v0 (offline real CIFAR-10) with resnet20 -> "
@@ -145,7 +146,7 @@ def test_compare_teachers_replicates_over_training_seeds(tmp_path):
         "--candidate-cost", "0.5", "--out", str(tmp_path),
     ).stdout  # fmt: skip
     assert "train seed 0" in out and "train seed 1" in out and "| NoTeach |" in out
-    assert "### seconds to tau" in out  # the compute-aware clock adds wall-clock
+    assert "### L2T: seconds to tau" in out  # the compute-aware clock adds wall-clock
     for seed in (0, 1):
         assert (tmp_path / f"train_seed_{seed}" / "summary.md").exists()
     table = rows(tmp_path / "protocol.csv")

@@ -68,6 +68,14 @@ def test_protocol_rows_pair_the_learned_teacher_with_each_heuristic_in_each_seed
     with (tmp_path / "protocol.csv").open() as f:
         table = list(csv.DictReader(f))
     assert len(table) == 4 and {r["train_seed"] for r in table} == {"0", "1"}
+    # A second learned teacher gets its own table, with the first among its rows.
+    for run in runs.values():
+        run.results["native"] = run.results["NoTeach"]
+        run.learned.append("native")
+    rows = {r.heuristic: r for r in protocol_rows(runs, teacher="native")}
+    assert set(rows) == {"NoTeach", "LossRank at L2T's ratio", "L2T"}
+    assert rows["NoTeach"].comparisons[0].paired.diff == 0
+    assert "### native: effective instances to tau" in write_protocol(runs, tmp_path)
 
 
 def test_protocol_refuses_runs_whose_heuristics_differ(tmp_path):
@@ -91,6 +99,19 @@ def test_replicate_gives_each_training_seed_its_folder_and_the_same_students(tmp
     assert seen == [
         (2, str(tmp_path / "train_seed_2"), [7, 8, 9]),
         (0, str(tmp_path / "train_seed_0"), [7, 8, 9]),
+    ]
+    # A saved teacher per training seed: the transferred one and an extra (a native one).
+    specs = []
+    cfg = ExperimentConfig(
+        students=3,
+        teacher="t/seed_{train_seed}.safetensors",
+        extra=["native=n/{train_seed}/teacher.safetensors", "spl=spl"],
+        out=str(tmp_path),
+    )
+    replicate(cfg, [4, 5], lambda c: specs.append((c.teacher, c.extra)) or run(c))
+    assert specs == [
+        ("t/seed_4.safetensors", ["native=n/4/teacher.safetensors", "spl=spl"]),
+        ("t/seed_5.safetensors", ["native=n/5/teacher.safetensors", "spl=spl"]),
     ]
     with pytest.raises(ValueError, match="train_seeds"):
         replicate(cfg, [1, 1], run)

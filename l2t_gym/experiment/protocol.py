@@ -134,9 +134,9 @@ def replicate(
     """:func:`run_comparison` once per training seed, into ``<cfg.out>/train_seed_<S>``, every
     one on the same student seeds.
 
-    A ``cfg.teacher`` holding ``{train_seed}`` names one saved teacher per training seed (e.g.
-    ``runs/digits/train_seed_{train_seed}/teacher.safetensors``: a transfer, replicated); any
-    other ``cfg.teacher`` is the same teacher in every run.
+    ``{train_seed}`` in ``cfg.teacher`` or in an item of ``cfg.extra`` names one saved teacher
+    per training seed (e.g. ``runs/digits/train_seed_{train_seed}/teacher.safetensors``: a
+    transfer, replicated); without it, the same teacher serves every run.
 
     :param train_seeds: at least one, no repeats.
     :param run: the comparison of one training seed (a test may pass its own).
@@ -149,9 +149,16 @@ def replicate(
     out = Path(cfg.out)
     runs = {}
     for s in seeds:
-        teacher = cfg.teacher.replace("{train_seed}", str(s)) if cfg.teacher else cfg.teacher
+
+        def per_seed(spec: str, seed: int = s) -> str:
+            return spec.replace("{train_seed}", str(seed))
+
+        teacher = per_seed(cfg.teacher) if cfg.teacher else cfg.teacher
+        extra = [per_seed(spec) for spec in cfg.extra]
         folder = str(out / f"train_seed_{s}")
-        runs[s] = run(dataclasses.replace(cfg, train_seed=s, teacher=teacher, out=folder))
+        runs[s] = run(
+            dataclasses.replace(cfg, train_seed=s, teacher=teacher, extra=extra, out=folder)
+        )
     return runs
 
 
@@ -194,24 +201,27 @@ class ProtocolRow:
 
 
 def protocol_rows(
-    runs: Mapping[int, ComparisonRun], cost: str = "effective_instances"
+    runs: Mapping[int, ComparisonRun],
+    cost: str = "effective_instances",
+    teacher: str = LEARNED,
 ) -> list[ProtocolRow]:
-    """The learned teacher (:data:`LEARNED`) against every heuristic, per training seed, on
-    ``cost`` (runs that never reached tau count with the budget, see
-    :func:`l2t_gym.evaluation.censored_costs`).
+    """A learned teacher against every other teacher of the runs (the heuristics, then any other
+    learned one), per training seed, on ``cost`` (runs that never reached tau count with the
+    budget, see :func:`l2t_gym.evaluation.censored_costs`).
 
-    :raises ValueError: when a run lacks the learned teacher, or the runs' heuristics differ.
+    :param teacher: the learned teacher's name (default :data:`LEARNED`).
+    :raises ValueError: when a run lacks ``teacher``, or the runs' other teachers differ.
     """
     table: dict[str, dict[int, Comparison]] = {}
     for seed, run in runs.items():
-        if LEARNED not in run.results:
-            raise ValueError(f"training seed {seed}: no {LEARNED!r} teacher in its results")
+        if teacher not in run.results:
+            raise ValueError(f"training seed {seed}: no {teacher!r} teacher in its results")
         env = make_env(run.cfg, "student").unwrapped
         budget = budgets(env.max_iters, env.batch_size)[cost]
-        for name in run.results:
-            if name in run.learned:
-                continue
-            (comparison,) = compare_costs(run.results, name, cost, [LEARNED], budget)
+        others = [n for n in run.results if n not in run.learned]
+        others += [n for n in run.learned if n != teacher]
+        for name in others:
+            (comparison,) = compare_costs(run.results, name, cost, [teacher], budget)
             table.setdefault(heuristic_role(name), {})[seed] = comparison
     rows = [ProtocolRow(role, by_seed) for role, by_seed in table.items()]
     missing = [r.heuristic for r in rows if len(r.comparisons) != len(runs)]
@@ -247,8 +257,8 @@ def markdown_protocol(runs: Mapping[int, ComparisonRun], rows: Sequence[Protocol
 def write_protocol(
     runs: Mapping[int, ComparisonRun], out: Path, costs: Sequence[str] = ("effective_instances",)
 ) -> str:
-    """Write protocol.md and protocol.csv (one row per heuristic, training seed and cost) to
-    ``out``; return the markdown.
+    """Write protocol.md and protocol.csv (one row per learned teacher, cost, other teacher and
+    training seed) to ``out``, a table per learned teacher and cost; return the markdown.
 
     :param costs: keys of :data:`l2t_gym.evaluation.COSTS` to tabulate, each its own table.
     """
@@ -268,24 +278,27 @@ def write_protocol(
     ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["cost", "heuristic", "train_seed", "learned_mean", "heuristic_mean",
-                     "relative", "paired_p"])  # fmt: skip
-    for cost in costs:
-        rows = protocol_rows(runs, cost)
-        lines += [f"### {cost.replace('_', ' ')} to tau", "", markdown_protocol(runs, rows), ""]
-        for row in rows:
-            for s, c in row.comparisons.items():
-                writer.writerow(
-                    [
-                        cost,
-                        row.heuristic,
-                        s,
-                        c.teacher_mean,
-                        c.reference_mean,
-                        c.relative,
-                        c.paired.p,
-                    ]  # fmt: skip
-                )
+    writer.writerow(["learned", "cost", "heuristic", "train_seed", "learned_mean",
+                     "heuristic_mean", "relative", "paired_p"])  # fmt: skip
+    for name in first.learned:
+        for cost in costs:
+            rows = protocol_rows(runs, cost, name)
+            head = f"### {name}: {cost.replace('_', ' ')} to tau"
+            lines += [head, "", markdown_protocol(runs, rows), ""]
+            for row in rows:
+                for s, c in row.comparisons.items():
+                    writer.writerow(
+                        [
+                            name,
+                            cost,
+                            row.heuristic,
+                            s,
+                            c.teacher_mean,
+                            c.reference_mean,
+                            c.relative,
+                            c.paired.p,
+                        ]  # fmt: skip
+                    )
     text = "\n".join(lines)
     write_text(out / "protocol.md", text + "\n")
     write_text(out / "protocol.csv", buffer.getvalue())
