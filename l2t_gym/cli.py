@@ -113,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "out", None):
                 _check_writable(Path(args.out))  # before the work, not after it
             return args.func(args)
-        except (ValueError, OSError) as err:  # DamagedFileError is a ValueError
+        # DamagedFileError is a ValueError; the envs raise TypeError for a wrongly typed
+        # argument (--env-arg max_iters=abc), which on the command line is a usage error too.
+        except (ValueError, TypeError, OSError) as err:
             print(f"l2t {args.command}: error: {err}", file=sys.stderr)
             return 2
 
@@ -257,10 +259,12 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     out = Path(cfg.out)
     trained.save(out / teacher_file(cfg), out / "training.json")
     n = len(trained.history)
+    done = trained.episodes - trained.resumed_episodes
+    resumed = f" ({done} in this run)" if trained.resumed_from is not None else ""
     if es:
         last = trained.history[-1] if n else None
         print(
-            f"trained {n} generations ({last['episodes'] if last else 0} episodes) by CMA-ES in "
+            f"trained {n} generations ({trained.episodes} episodes{resumed}) by CMA-ES in "
             f"{trained.seconds:.1f}s"
             + (
                 f"; last generation: mean reward {last['mean_fitness']:.3f}, keep ratio "
@@ -272,7 +276,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
         return trained
     reward, keep = trained.tail(20)
     print(
-        f"trained {n} episodes in {trained.seconds:.1f}s"
+        f"trained {n} episodes{resumed} in {trained.seconds:.1f}s"
         + (" by PPO" if cfg.algo == "ppo" else "")
         + (" (stopped early: reward plateau)" if trained.stopped_early else "")
         + (f"; last {min(n, 20)}: mean reward {reward:.3f}, keep ratio {keep:.2f}" if n else "")
@@ -301,7 +305,8 @@ def _report(
     print(format_table((summarise(name, runs) for name, runs in results.items()), tests))
     out = Path(cfg.out)
     write_csv(results, seeds, out / "runs.csv")
-    plot_curves(results, out / "curves.png", f"{cfg.env_id}: dev accuracy of fresh students")
+    title = f"{cfg.env_id}: dev accuracy of fresh students"
+    plot_curves(results, out / "curves.png", title, tau=env.tau)
     print(f"wrote {out / 'runs.csv'} and {out / 'curves.png'}")
 
 

@@ -216,6 +216,7 @@ def plot_curves(
     title: str,
     axes: Sequence[str] = ("effective_instances",),
     accuracies: Sequence[str] = ("dev_accuracy",),
+    tau: float | None = None,
 ) -> None:
     """Accuracy against each of ``axes``, as the paper's figures: every student's curve as a
     thin line that ends where its episode ended (at tau, or out of clock: a dot marks the end;
@@ -224,6 +225,7 @@ def plot_curves(
 
     :param axes: the columns, keys of :data:`CURVE_AXES`.
     :param accuracies: the rows, "dev_accuracy" and/or "test_accuracy".
+    :param tau: the target dev accuracy, drawn as a dashed line on the dev-accuracy rows.
     :raises ValueError: for an unknown axis.
     """
     plt = _pyplot()
@@ -251,6 +253,8 @@ def plot_curves(
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean = np.nanmean([_step_interp(r, grid, axis, acc) for r in runs], axis=0)
                 ax.plot(grid, mean, color=color, lw=2, label=name)
+            if tau is not None and acc == "dev_accuracy":
+                ax.axhline(tau, color="k", ls="--", lw=0.8, label=f"tau = {tau:g}")
             ax.set_xlabel(CURVE_AXES[axis])
             ax.set_ylabel(acc.replace("_", " "))
             ax.grid(alpha=0.3)
@@ -366,6 +370,7 @@ def write_comparison(
     out: Path,
     title: str,
     notes: Sequence[str] = (),
+    tau: float | None = None,
 ) -> str:
     """Write summary.md, runs.csv, curves.png, to_tau_box.png and keep_ratio.png to ``out``.
 
@@ -384,6 +389,7 @@ def write_comparison(
     :param out: the folder (made if missing).
     :param title: heads the summary and the plots.
     :param notes: lines under the title.
+    :param tau: the target dev accuracy, marked on the curves.
     :return: the summary's markdown.
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -425,6 +431,7 @@ def write_comparison(
         title,
         axes=("effective_instances", "instances_seen", "iteration", "seconds"),
         accuracies=("dev_accuracy", "test_accuracy"),
+        tau=tau,
     )
     plot_cost_box(results, out / "to_tau_box.png", title)
     plot_keep_ratio(results, out / "keep_ratio.png", title)

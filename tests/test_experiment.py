@@ -23,6 +23,7 @@ from l2t_gym.experiment import (
     available_baselines,
     best_lossrank_ratio,
     best_setting,
+    best_settings,
     checkpoint_folder,
     compare_teachers,
     config_from_arguments,
@@ -407,3 +408,18 @@ def test_a_teachers_columns_join_those_the_experiment_asks_for():
         "irreducible_loss",
     )
     assert "extra_features" not in env_kwargs(tiny(), "teacher")
+
+
+def test_best_settings_notes_name_the_parameter_and_say_when_settings_tie():
+    # Three iterations reach no tau: every setting earns 0, a tie the notes must admit.
+    cfg = ExperimentConfig(
+        env_args={"max_iters": 3},
+        device="cpu",
+        ratios=(0.3, 0.6),
+        sweep_students=1,
+        baselines=("infobatch",),
+    )
+    best, notes = best_settings(cfg)
+    assert best == {"lossrank": 0.3, "infobatch": 0.3}
+    assert notes[0].endswith("-> best 0.3, tied with 0.6: the first taken.")
+    assert "-> best 0.3 (InfoBatch prune_ratio=0.70), tied with 0.6" in notes[1]

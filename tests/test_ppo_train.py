@@ -111,4 +111,4 @@ def test_resume_through_the_command_says_where_it_continued(tmp_path):
     args += ["--checkpoint-every", "1", "--out", str(tmp_path), *CPU]
     run("-m", "l2t_gym", *args)
     out = run("-m", "l2t_gym", *args[:5], "5", *args[6:], "--resume").stdout
-    assert "resumed from" in out and "trained 5 episodes" in out
+    assert "resumed from" in out and "trained 5 episodes (" in out and " in this run)" in out

@@ -64,7 +64,7 @@ def test_protocol_rows_pair_the_learned_teacher_with_each_heuristic_in_each_seed
     text = write_protocol(runs, tmp_path)
     # Seed 1: differences 5..8 iterations x 32, t = 10.1 on 3 df: p = 0.002.
     assert "| NoTeach | -37.0% (p <0.001) | +13.0% (p 0.002) |" in text
-    assert "| 0 | 64 | 10 | 16 | 1 |" in text  # 3 teachers x 4 students + the probe's 4
+    assert "| 0 | 4/4 | 4 (NoTeach) | 64 | 10 | 16 | 1 |" in text  # 3 x 4 students + a probe of 4
     with (tmp_path / "protocol.csv").open() as f:
         table = list(csv.DictReader(f))
     assert len(table) == 4 and {r["train_seed"] for r in table} == {"0", "1"}

@@ -97,6 +97,18 @@ def test_each_students_curve_ends_where_its_episode_ended(results, tmp_path, mon
             assert ln.get_xdata()[-1] == min(r.effective_instances for r in runs)
 
 
+def test_tau_is_marked_on_the_dev_accuracy_rows_only(results, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    plot_curves(
+        results, tmp_path / "c.png", "t", accuracies=("dev_accuracy", "test_accuracy"), tau=0.9
+    )
+    dev, test = figures[0].axes[:2]  # one column: the dev row, then the test row
+    marked = [ln for ln in dev.get_lines() if ln.get_label() == "tau = 0.9"]
+    assert len(marked) == 1 and list(marked[0].get_ydata()) == [0.9, 0.9]
+    assert not [ln for ln in test.get_lines() if ln.get_label().startswith("tau")]
+
+
 def test_write_comparison_writes_every_file_and_every_table(results, tmp_path):
     results["SPL"] = [fake_run(i, keep=0.8) for i in (60, 70, 65, 80)]
     learned = ["L2T"]

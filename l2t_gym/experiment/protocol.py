@@ -230,9 +230,13 @@ def protocol_rows(
     return rows
 
 
-def markdown_protocol(runs: Mapping[int, ComparisonRun], rows: Sequence[ProtocolRow]) -> str:
+def markdown_protocol(
+    runs: Mapping[int, ComparisonRun], rows: Sequence[ProtocolRow], teacher: str = LEARNED
+) -> str:
     """The protocol's tables: each heuristic's paired difference in every training seed and its
-    spread, then the student runs each seed spent."""
+    spread, then per training seed the students that reached tau (``teacher``'s, and the fewest
+    of any teacher: a comparison where runs rarely reach tau compares budgets, not speeds) and
+    the student runs it spent."""
     seeds = list(runs)
     head = ["heuristic", *(f"train seed {s}" for s in seeds), "mean ± std", "wins / losses"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -244,11 +248,18 @@ def markdown_protocol(runs: Mapping[int, ComparisonRun], rows: Sequence[Protocol
         mean, std = row.spread
         cells += [f"{mean:+.1%} ± {std:.1%}", f"{row.wins} / {row.losses}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| training seed | training runs | tuning runs | comparison runs | seconds |"]
-    lines.append("|---|---|---|---|---|")
+    lines += [
+        "",
+        f"| training seed | {teacher} reached tau | fewest of any teacher | training runs "
+        "| tuning runs | comparison runs | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s, run in runs.items():
+        reached = {n: sum(r.reached_tau for r in rs) for n, rs in run.results.items()}
+        fewest = min(reached, key=reached.__getitem__)
         lines.append(
-            f"| {s} | {run.training_runs} | {run.tuning_runs} | {run.comparison_runs} | "
+            f"| {s} | {reached[teacher]}/{len(run.results[teacher])} | {reached[fewest]} "
+            f"({fewest}) | {run.training_runs} | {run.tuning_runs} | {run.comparison_runs} | "
             f"{run.seconds:.0f} |"
         )
     return "\n".join(lines)
@@ -284,7 +295,7 @@ def write_protocol(
         for cost in costs:
             rows = protocol_rows(runs, cost, name)
             head = f"### {name}: {cost.replace('_', ' ')} to tau"
-            lines += [head, "", markdown_protocol(runs, rows), ""]
+            lines += [head, "", markdown_protocol(runs, rows, name), ""]
             for row in rows:
                 for s, c in row.comparisons.items():
                     writer.writerow(

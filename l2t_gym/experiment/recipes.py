@@ -580,10 +580,14 @@ def best_settings(
     best, notes = {}, []
     for name in ["lossrank", *(available_baselines(cfg) if baselines is None else baselines)]:
         best[name], sweep = best_setting(cfg, name)
+        tied = [r for r, v in sweep.items() if v == sweep[best[name]] and r != best[name]]
         notes.append(
             f"{TEACHER_LABELS[name]} sweep on the teacher fold (keep setting: mean reward): "
             + ", ".join(f"{r:g}: {v:.3f}" for r, v in sweep.items())
-            + f" -> best {best[name]:g}."
+            + f" -> best {best[name]:g}"
+            + ("" if BASELINES[name].exact else f" ({BASELINES[name].label(best[name])})")
+            + (f", tied with {', '.join(f'{r:g}' for r in tied)}: the first taken" if tied else "")
+            + "."
         )
         if progress is not None:
             progress(name)
@@ -667,4 +671,5 @@ def write_report(
         Path(cfg.out),
         title,
         notes,
+        env.tau,
     )
