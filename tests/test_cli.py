@@ -118,6 +118,8 @@ def test_errors_exit_2_with_a_message(tmp_path):
         (["evaluate", "L2T-Digits-v0", "--teacher", "nonsense"], "unknown teacher 'nonsense'"),
         (["train", "digits", "--env-arg", "tau"], "--env-arg expects KEY=VALUE"),
         (["train", "digits", "--init-keep", "1.5", "--episodes", "1"], "init_keep"),
+        # The env's TypeError for a wrongly typed argument: a usage error, not a traceback.
+        (["train", "digits", "--env-arg", "max_iters=abc", "--episodes", "1"], "max_iters"),
     ]
     for args, message in cases:
         err = l2t(*args, "--out", str(tmp_path), *CPU, expect=2).stderr
