@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from l2t_gym.evaluation import compare_costs, evaluate, summarise
+from l2t_gym.evaluation import cheapest, compare_costs, evaluate, summarise
 from l2t_gym.experiment import (
     ExperimentConfig,
     TrainedTeacher,
@@ -38,7 +38,7 @@ from l2t_gym.experiment import (
     teacher_file,
     train_teacher,
 )
-from l2t_gym.report import format_table, plot_curves, write_csv
+from l2t_gym.report import NOTEACH, format_table, plot_curves, write_csv
 from l2t_gym.teachers import TEACHER_LABELS, EpisodeResult, Teacher, make_teacher
 from l2t_gym.teachers import es as es_files
 from l2t_gym.teachers import ppo as ppo_files
@@ -306,7 +306,15 @@ def _report(
     out = Path(cfg.out)
     write_csv(results, seeds, out / "runs.csv")
     title = f"{cfg.env_id}: dev accuracy of fresh students"
-    plot_curves(results, out / "curves.png", title, tau=env.tau)
+    shown = results
+    if against is not None:
+        # Every student's curve of a dozen teachers is a tangle: the plot tells the story of
+        # plain training, the cheapest heuristic and the learned teacher (runs.csv has all).
+        others = [n for n in results if n != against]
+        best = cheapest(results, others, budget=env.max_iters * env.batch_size)
+        shown = {n: results[n] for n in dict.fromkeys([NOTEACH, best, against]) if n in results}
+        title += f"\n{', '.join(shown)} (every teacher in runs.csv)"
+    plot_curves(shown, out / "curves.png", title, tau=env.tau)
     print(f"wrote {out / 'runs.csv'} and {out / 'curves.png'}")
 
 

@@ -233,7 +233,9 @@ def plot_curves(
         if axis not in CURVE_AXES:
             raise ValueError(f"unknown curve axis {axis!r}; expected one of {list(CURVE_AXES)}")
     rows, cols = len(accuracies), len(axes)
-    fig, grid_axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    # 2.5 inches more on the right for the legend, 0.5 above for a two-line title.
+    size = (5.5 * cols + 2.5, 3.8 * rows + 0.5)
+    fig, grid_axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     if len(results) > len(colors):  # one colour per teacher, never two teachers alike
         colors = [plt.get_cmap("tab20")(k % 20) for k in range(len(results))]
