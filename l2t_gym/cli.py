@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from l2t_gym.evaluation import cheapest, compare_costs, evaluate, summarise
+from l2t_gym.evaluation import budgets, cheapest, compare_costs, evaluate, summarise
 from l2t_gym.experiment import (
     ExperimentConfig,
     TrainedTeacher,
@@ -30,6 +30,7 @@ from l2t_gym.experiment import (
     compare_teachers,
     config_from_arguments,
     env_factory,
+    episodes_done,
     feature_names,
     feature_overrides,
     heuristics_at,
@@ -233,7 +234,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     )
 
     def on_episode(r: dict[str, Any]) -> None:
-        bar.update(r["episode"] + 1 - bar.n)  # a resumed run starts past 0
+        bar.update(episodes_done(r) - bar.n)  # a resumed run starts past 0
         bar.set_postfix(
             reward=f"{r['reward']:.3f}",
             i_tau=r["iterations"] if r["reached_tau"] else "-",
@@ -242,7 +243,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
         )
 
     def on_generation(r: dict[str, Any]) -> None:
-        bar.update(r["episodes"] - bar.n)
+        bar.update(episodes_done(r) - bar.n)
         bar.set_postfix(
             generation=r["generation"],
             fitness=f"{r['mean_fitness']:.3f}",
@@ -297,8 +298,8 @@ def _report(
         f"{cfg.students} students (seeds {seeds[0]}-{seeds[-1]}, the same for every teacher)"
     )
     tests = {}
+    budget = budgets(env.max_iters, env.batch_size)["effective_instances"]
     if against is not None:
-        budget = env.max_iters * env.batch_size
         for name in results:
             if name != against:
                 (tests[name],) = compare_costs(results, name, teachers=[against], budget=budget)
@@ -311,7 +312,7 @@ def _report(
         # Every student's curve of a dozen teachers is a tangle: the plot tells the story of
         # plain training, the cheapest heuristic and the learned teacher (runs.csv has all).
         others = [n for n in results if n != against]
-        best = cheapest(results, others, budget=env.max_iters * env.batch_size)
+        best = cheapest(results, others, budget=budget)
         shown = {n: results[n] for n in dict.fromkeys([NOTEACH, best, against]) if n in results}
         title += f"\n{', '.join(shown)} (every teacher in runs.csv)"
     plot_curves(shown, out / "curves.png", title, tau=env.tau)

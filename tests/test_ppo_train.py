@@ -13,7 +13,7 @@ from script_runner import run
 from l2t_gym.experiment import ExperimentConfig, make_env, teacher_file, train_teacher
 from l2t_gym.sb3 import InstanceTeacher
 from l2t_gym.teachers import make_teacher, run_episode
-from l2t_gym.teachers.ppo import checkpoint_files
+from l2t_gym.teachers.ppo import PPOConfig, PPOTrainer, checkpoint_files
 
 pytest.importorskip("stable_baselines3")
 
@@ -91,6 +91,16 @@ def test_a_resumed_run_continues_exactly_as_the_uninterrupted_one(tmp_path):
     assert resumed.history == straight.history
     a, b = straight.teacher.model.policy.state_dict(), resumed.teacher.model.policy.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_logs_to_its_own_tensorboard_folder(tmp_path):
+    # SB3's zip remembers the folder of the run that saved it; the resuming run's wins.
+    config = PPOConfig(episodes=3, lr=0.002, n_steps=16, batch_size=8, checkpoint_every=1)
+    env = make_env(_cfg(tmp_path), "teacher")
+    PPOTrainer(env, config, tmp_path / "ck", tensorboard_log=tmp_path / "tb1").train()
+    again = PPOTrainer(env, config, tmp_path / "ck", tensorboard_log=tmp_path / "tb2")
+    assert again.resume() is not None
+    assert again.model.tensorboard_log == str(tmp_path / "tb2")
 
 
 def test_resume_refuses_another_runs_checkpoint_and_skips_damaged_ones(tmp_path):

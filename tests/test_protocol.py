@@ -68,14 +68,16 @@ def test_protocol_rows_pair_the_learned_teacher_with_each_heuristic_in_each_seed
     with (tmp_path / "protocol.csv").open() as f:
         table = list(csv.DictReader(f))
     assert len(table) == 4 and {r["train_seed"] for r in table} == {"0", "1"}
-    # A second learned teacher gets its own table, with the first among its rows.
+    # A second learned teacher gets its own table, with the first among its rows; its name is
+    # its own, number and all (only a heuristic's setting is dropped from its row).
     for run in runs.values():
-        run.results["native"] = run.results["NoTeach"]
-        run.learned.append("native")
-    rows = {r.heuristic: r for r in protocol_rows(runs, teacher="native")}
+        run.results["native 2"] = run.results["NoTeach"]
+        run.learned.append("native 2")
+    rows = {r.heuristic: r for r in protocol_rows(runs, teacher="native 2")}
     assert set(rows) == {"NoTeach", "LossRank at L2T's ratio", "L2T"}
     assert rows["NoTeach"].comparisons[0].paired.diff == 0
-    assert "### native: effective instances to tau" in write_protocol(runs, tmp_path)
+    assert "native 2" in {r.heuristic for r in protocol_rows(runs)}
+    assert "### native 2: effective instances to tau" in write_protocol(runs, tmp_path)
 
 
 def test_protocol_refuses_runs_whose_heuristics_differ(tmp_path):

@@ -149,12 +149,8 @@ def replicate(
     out = Path(cfg.out)
     runs = {}
     for s in seeds:
-
-        def per_seed(spec: str, seed: int = s) -> str:
-            return spec.replace("{train_seed}", str(seed))
-
-        teacher = per_seed(cfg.teacher) if cfg.teacher else cfg.teacher
-        extra = [per_seed(spec) for spec in cfg.extra]
+        teacher = cfg.teacher and cfg.teacher.replace("{train_seed}", str(s))
+        extra = [spec.replace("{train_seed}", str(s)) for spec in cfg.extra]
         folder = str(out / f"train_seed_{s}")
         runs[s] = run(
             dataclasses.replace(cfg, train_seed=s, teacher=teacher, extra=extra, out=folder)
@@ -218,11 +214,13 @@ def protocol_rows(
             raise ValueError(f"training seed {seed}: no {teacher!r} teacher in its results")
         env = make_env(run.cfg, "student").unwrapped
         budget = budgets(env.max_iters, env.batch_size)[cost]
-        others = [n for n in run.results if n not in run.learned]
-        others += [n for n in run.learned if n != teacher]
-        for name in others:
+        # A heuristic's row drops its setting (it differs between seeds); a learned teacher's
+        # name is its own (an --extra named "mlp-256" keeps its number).
+        rows = {heuristic_role(n): n for n in run.results if n not in run.learned}
+        rows.update({n: n for n in run.learned if n != teacher})
+        for role, name in rows.items():
             (comparison,) = compare_costs(run.results, name, cost, [teacher], budget)
-            table.setdefault(heuristic_role(name), {})[seed] = comparison
+            table.setdefault(role, {})[seed] = comparison
     rows = [ProtocolRow(role, by_seed) for role, by_seed in table.items()]
     missing = [r.heuristic for r in rows if len(r.comparisons) != len(runs)]
     if missing:

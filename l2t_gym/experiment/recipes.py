@@ -161,9 +161,7 @@ class TrainedTeacher:
     @property
     def episodes(self) -> int:
         """Student runs the training spent, a resumed run's earlier ones included."""
-        if self.algo == "es":
-            return int(self.history[-1]["episodes"]) if self.history else 0
-        return len(self.history)
+        return episodes_done(self.history[-1]) if self.history else 0
 
     def tail(self, n: int) -> tuple[float, float]:
         """(mean reward, mean keep ratio) of the last ``n`` records (episodes; generations
@@ -194,6 +192,12 @@ class TrainedTeacher:
         if history is not None:
             write_text(history, json.dumps(self.history, indent=1))
             write_text(history.with_suffix(".csv"), _curve_csv(self.history))
+
+
+def episodes_done(record: Mapping[str, Any]) -> int:
+    """Student runs done when a training record was made: ES's records (one per generation)
+    count them as ``episodes``; REINFORCE's and PPO's (one per episode) number theirs from 0."""
+    return int(record["episodes"]) if "episodes" in record else int(record["episode"]) + 1
 
 
 def _curve_csv(history: Sequence[Mapping[str, Any]]) -> str:
@@ -292,7 +296,7 @@ def _logging_to(
 ) -> Callable[[dict[str, Any]], None]:
     # Every algorithm's curve on one axis, the student runs done: comparable in one view.
     def log(record: dict[str, Any]) -> None:
-        step = record["episodes"] if "episodes" in record else record["episode"] + 1
+        step = episodes_done(record)
         for key, value in record.items():
             if key in ("episode", "episodes", "generation") or isinstance(value, (list, dict)):
                 continue
@@ -311,9 +315,9 @@ def _train_teacher(
     if cfg.algo == "ppo":
         from l2t_gym.teachers.ppo import PPOTrainer  # SB3 is imported on this route only
 
-        ppo = PPOTrainer(make_env(cfg, "teacher"), cfg.ppo_config(), checkpoint_folder(cfg))
-        if cfg.tensorboard is not None:
-            ppo.model.tensorboard_log = cfg.tensorboard
+        ppo = PPOTrainer(
+            make_env(cfg, "teacher"), cfg.ppo_config(), checkpoint_folder(cfg), cfg.tensorboard
+        )
         return _run_trainer(cfg, ppo, ppo.teacher, callback, resume)
     if cfg.vector:
         students = cfg.es_students if cfg.algo == "es" else cfg.students_per_update
@@ -371,22 +375,19 @@ def training_printer(
     every 10 updates) and at the last one, to ``file`` (default: stderr); with ES, a line per
     generation that crosses a multiple of ``every``."""
     every = every or 10 * (cfg.es_students if cfg.algo == "es" else cfg.students_per_update)
-    done_before = [0]
+    last_printed = [0]  # the runs done at the record before: ES's records skip multiples
 
     def progress(record: dict[str, Any]) -> None:
+        done, before = episodes_done(record), last_printed[0]
+        last_printed[0] = done
+        if done // every == before // every and done < cfg.episodes:
+            return
         if cfg.algo == "es":  # one record per generation
-            done, before = record["episodes"], done_before[0]
-            done_before[0] = done
-            if done // every == before // every and done < cfg.episodes:
-                return
             line = (
                 f"generation {record['generation']}, mean reward {record['mean_fitness']:.3f}, "
                 f"best {record['best_fitness']:.3f}, sigma {record['sigma']:.3f}"
             )
         else:
-            done = record["episode"] + 1
-            if done % every and done != cfg.episodes:
-                return
             line = f"reward {record['reward']:.3f}" + (
                 f", baseline {record['baseline']:.3f}" if "baseline" in record else ""
             )

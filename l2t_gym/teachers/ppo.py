@@ -94,6 +94,8 @@ class PPOTrainer:
     :param env: one L2T env (not a vector env).
     :param config: the run's settings.
     :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks.
+    :param tensorboard_log: SB3's TensorBoard folder for its own losses (None: none); this
+        run's, not the checkpoint's, after a resume.
     :raises ValueError: if ``checkpoint_every`` is set without a ``checkpoint_dir``.
     """
 
@@ -102,12 +104,14 @@ class PPOTrainer:
         env: gym.Env,
         config: PPOConfig = PPOConfig(),
         checkpoint_dir: str | os.PathLike | None = None,
+        tensorboard_log: str | os.PathLike | None = None,
     ) -> None:
         from stable_baselines3 import PPO  # heavy: imported when a PPO run is built
 
         from l2t_gym.sb3 import InstancePolicy
 
         self.config = config
+        self.tensorboard_log = os.fspath(tensorboard_log) if tensorboard_log is not None else None
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if config.checkpoint_every and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs a checkpoint_dir")
@@ -120,6 +124,7 @@ class PPOTrainer:
             policy_kwargs={"init_keep": config.init_keep},
             seed=config.seed,
             device="cpu",  # the policy is tiny; the students use their env's device
+            tensorboard_log=self.tensorboard_log,
         )
         self.feature_names = tuple(env.unwrapped.feature_names)
         self.history: list[dict[str, Any]] = []
@@ -253,6 +258,7 @@ class PPOTrainer:
             raise ValueError(f"{os.fspath(path)!r}: made for a different observation layout")
         env = state["env"]
         model = PPO.load(io.BytesIO(state["model"]), env=env, device="cpu", force_reset=False)
+        model.tensorboard_log = self.tensorboard_log
         model._last_obs = state["last_obs"]
         model._last_episode_starts = state["episode_starts"]
         model.num_timesteps = state["counters"]["num_timesteps"]
