@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from l2t_gym.stats import TTest, paired_ttest, welch_ttest
-from l2t_gym.teachers import EpisodeResult, Teacher, run_episode
+from l2t_gym.teachers import EpisodeResult, Teacher
+from l2t_gym.teachers.executors import EpisodeJob, EpisodeOutcome, Executor, InProcessExecutor
 
 #: Cost measures of a run: the :class:`EpisodeResult` attribute, and how reports name it.
 COSTS = {
@@ -66,6 +66,7 @@ def evaluate(
     seeds: Sequence[int],
     progress: Callable[[str, int, EpisodeResult], None] | None = None,
     own_envs: Mapping[str, Callable[[], gym.Env]] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Let every teacher teach one fresh student per seed, the same seeds for every teacher.
 
@@ -74,39 +75,50 @@ def evaluate(
     (other jobs, clocks), and interleaving spreads that drift over the teachers instead of
     charging it to one of them.
 
-    :param make_env: builds the env the students train in (called once).
+    :param make_env: builds the env the students train in (called once per process that runs
+        episodes; picklable for a Ray executor, e.g. :class:`l2t_gym.experiment.EnvSpec`).
     :param teachers: name -> teacher, in the order of the results.
     :param seeds: one student seed per run.
     :param progress: called after every run with (teacher name, seed, result).
     :param own_envs: teacher name -> the builder of its own env, for teachers that need other
         observation columns (e.g. ``extra_features``) on the same students; each built once.
+    :param executor: where the episodes run (:mod:`l2t_gym.teachers.executors`; a
+        :class:`~l2t_gym.teachers.ray_executor.RayExecutor` fans them out over its workers and
+        gathers them in this order); None: in this process. Its envs get the names
+        ``"evaluate"`` and ``"evaluate:<teacher name>"``.
     :return: teacher name -> its results, one per seed, in the order of ``seeds``.
 
     Every env first runs a few untimed keep-all steps, so that one-time costs (loading the
     data, fitting the irreducible losses, first kernel calls) are not charged to the seconds of
-    whichever teacher comes first. The seeded resets that follow make the runs the same as
-    without it.
+    whichever teacher comes first (a Ray executor warms its workers' envs when it was built
+    with ``warm_up=True``, as :func:`l2t_gym.experiment.make_executor` does). The seeded resets
+    that follow make the runs the same as without it.
     """
-    env = make_env()
-    envs = {name: build() for name, build in (own_envs or {}).items()}
-    for each in (env, *envs.values()):
-        _warm_up(each)
+    if executor is None:
+        executor = InProcessExecutor({}, warm_up=True)
+    executor.envs[_EVALUATE] = make_env
+    own = {name: f"{_EVALUATE}:{name}" for name in own_envs or {}}
+    for name, build in (own_envs or {}).items():
+        executor.envs[own[name]] = build
+    pairs = [(name, seed) for seed in seeds for name in teachers]
+    jobs = [
+        EpisodeJob(teachers[name], [seed], [seed], env=own.get(name, _EVALUATE), curves=True)
+        for name, seed in pairs
+    ]
+
+    def done(i: int, outcomes: list[EpisodeOutcome]) -> None:
+        if progress is not None:
+            progress(*pairs[i], outcomes[0].result)
+
+    ran = executor.run(jobs, done)
     results: dict[str, list[EpisodeResult]] = {name: [] for name in teachers}
-    for seed in seeds:
-        for name, teacher in teachers.items():
-            result = run_episode(envs.get(name, env), teacher, seed=seed)
-            results[name].append(result)
-            if progress is not None:
-                progress(name, seed, result)
+    for (name, _), outcomes in zip(pairs, ran, strict=True):
+        results[name].append(outcomes[0].result)
     return results
 
 
-def _warm_up(env: gym.Env, steps: int = 3) -> None:
-    obs, _ = env.reset(seed=0)
-    for _ in range(steps):
-        obs, _, terminated, truncated, _ = env.step(np.ones(len(obs), dtype=bool))
-        if terminated or truncated:
-            break
+#: The executor's name of the env :func:`evaluate` teaches in.
+_EVALUATE = "evaluate"
 
 
 def keep_ratio(runs: Sequence[EpisodeResult]) -> float:

@@ -341,7 +341,7 @@ def test_repeats_share_the_student_seed_but_not_the_sampling():
     env = Recording()
     config = ReinforceConfig(students_per_update=2, repeats=2, baseline="seed", seed=3)
     trainer = ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0), config)
-    log_probs = [trainer.run_episode(episode)[0].item() for episode in range(4)]
+    log_probs = [trainer.run_episode(episode)[0].log_prob for episode in range(4)]
     assert env.seeds == [env_seed(3, e, 2) for e in range(4)]
     assert env.seeds[0] == env.seeds[1] != env.seeds[2] == env.seeds[3]
     # Same student, different draws of the teacher: the runs differ.
@@ -382,16 +382,14 @@ def test_runs_replay_the_records_of_the_code_before_the_rollout_loop_exactly(nam
     history, weights = run_case(*CASES[name])
     assert len({r["reward"] for r in history}) > 2  # students differ: the policy has moved
     assert history == recorded["history"]  # rewards, keep ratios, seeds' outcomes, baselines
-    side_by_side = CASES[name][0]
     for key, tensor in weights.items():
         expected = torch.tensor(recorded["weights"][key]).view(tensor.shape)
-        if side_by_side:
-            # The vector env promises the single env's results to float tolerance only (see
-            # test_trajectories.py), and a rewrite of it may move the last bits of what the
-            # students show the teacher, hence of the gradient.
-            torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=key)
-        else:
-            assert torch.equal(tensor, expected), key
+        # To float tolerance, not bit for bit: the vector env promises the single env's results
+        # to float tolerance only (see test_trajectories.py), and the update now sums each
+        # episode's gradient piece (computed where the episode ran, see executors.py) instead of
+        # back-propagating through the mean of all of them at once, which rounds differently.
+        # Every sampled decision, hence every record above, is still the same.
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=key)
 
 
 # -- the authors' code's details, as options ---------------------------------------------------

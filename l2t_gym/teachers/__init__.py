@@ -8,8 +8,9 @@ the start of an episode, then ``act(obs)`` -> keep mask.
 The rooms: ``base`` (the interface), ``sampling`` (the one keep-sampler: logits to decisions and
 log-probabilities), ``heuristics``, ``selection`` and ``bernoulli`` (the teachers), ``rollout``
 (the one loop: :func:`run_episodes` runs episodes on one env or a vector env, :func:`run_episode`
-one episode), ``reinforce`` and ``es`` (training the Bernoulli teacher by policy gradient or by
-CMA-ES; ``es`` needs the optional ``cma``).
+one episode), ``executors`` (where the algorithms' and comparisons' episodes run: in process, or
+on Ray workers with ``ray_executor``, which needs the optional ``ray``), ``reinforce``, ``es``
+and ``ppo`` (training a teacher by policy gradient, CMA-ES or SB3's PPO).
 """
 
 from __future__ import annotations

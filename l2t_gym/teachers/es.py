@@ -62,6 +62,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from l2t_gym.files import newest_intact, numbered_files, seal, unpickle_sealed, write_bytes
 from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
+from l2t_gym.teachers.executors import MAIN, EpisodeJob, Executor, as_executor
 
 #: The first line of an ES checkpoint file.
 CHECKPOINT_KIND = "l2t-gym es checkpoint 1"
@@ -157,16 +158,22 @@ class ESTrainer:
 
     A generation: cma proposes ``popsize`` parameter vectors (``ask``); each is written into a
     working copy of the teacher, which teaches the generation's K students
-    (:func:`l2t_gym.teachers.rollout.run_episodes`); cma is told minus each candidate's mean
-    reward (``tell``); the teacher takes the new mean. In a vector env a candidate's K
-    students train side by side (best with ``num_envs == students``; otherwise in waves), each
-    with the seed and sampling stream it has alone, so the run equals the sequential one.
+    (one job per candidate for the executor, :mod:`l2t_gym.teachers.executors`); cma is told
+    minus each candidate's mean reward (``tell``); the teacher takes the new mean. In a vector
+    env a candidate's K students train side by side (best with ``num_envs == students``;
+    otherwise in waves), each with the seed and sampling stream it has alone, so the run equals
+    the sequential one; on Ray workers the candidates of a generation run on whichever worker
+    is free, and on CPU the run is the in-process one, bit for bit.
 
-    :param env: one env, or a vector env (``gym.make_vec``, :class:`~l2t_gym.vector.L2TVectorEnv`).
+    :param env: one env, a vector env (``gym.make_vec``, :class:`~l2t_gym.vector.L2TVectorEnv`),
+        or an :class:`~l2t_gym.teachers.executors.Executor` whose env ``env_name`` the
+        students train in.
     :param teacher: the teacher to train; its current parameters are the start (so its
         ``init_keep`` sets where the search begins) and it ends holding the mean.
     :param config: the run's settings.
-    :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks.
+    :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks
+        (on this machine, the driver).
+    :param env_name: the executor's env the episodes run in (with an executor).
     :raises ImportError: when ``cma`` is not installed, saying how to install it.
     :raises ValueError: if ``checkpoint_every`` is set without a ``checkpoint_dir``, or the
         budget holds no whole generation (naming ``episodes``).
@@ -174,13 +181,16 @@ class ESTrainer:
 
     def __init__(
         self,
-        env: gym.Env | gym.vector.VectorEnv,
+        env: gym.Env | gym.vector.VectorEnv | Executor,
         teacher: BernoulliTeacher,
         config: ESConfig = ESConfig(),
         checkpoint_dir: str | os.PathLike | None = None,
+        *,
+        env_name: str = MAIN,
     ) -> None:
         cma = _import_cma()
         self.env, self.teacher, self.config = env, teacher, config
+        self.executor, self.env_name = as_executor(env), env_name
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         if config.checkpoint_every and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs a checkpoint_dir")
@@ -255,20 +265,13 @@ class ESTrainer:
         """
         cfg = self.config
         env_seeds = [student_seed(cfg.seed, generation, k) for k in range(cfg.students)]
-        results = []
+        jobs = []
         for c, x in enumerate(candidates):
-            self._load(self._worker, x)
-            runs = rollout.run_episodes(
-                self.env,
-                self._worker,
-                env_seeds,
-                teacher_seeds=[
-                    sampling_seed(cfg.seed, generation, c, k) for k in range(cfg.students)
-                ],
-                curves=False,
-            )
-            results.append(runs)
-        return results
+            teacher = copy.deepcopy(self._worker)
+            self._load(teacher, x)
+            teacher_seeds = [sampling_seed(cfg.seed, generation, c, k) for k in range(cfg.students)]
+            jobs.append(EpisodeJob(teacher, env_seeds, teacher_seeds, env=self.env_name))
+        return [[o.result for o in outcomes] for outcomes in self.executor.run(jobs)]
 
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
         """Run the remaining generations of the budget.

@@ -52,11 +52,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from l2t_gym.files import DamagedFileError, newest_intact, numbered_files, seal, unseal, write_bytes
-from l2t_gym.teachers import rollout
 from l2t_gym.teachers.bernoulli import BernoulliTeacher
+from l2t_gym.teachers.executors import MAIN, EpisodeJob, EpisodeOutcome, Executor, as_executor
 from l2t_gym.teachers.rollout import EpisodeResult
 
 #: The first line of a checkpoint file; 2: sealed with a SHA-256 (1 was a bare torch.save).
@@ -159,6 +160,22 @@ def reinforce_loss(
     return -((rewards - baseline) * log_probs).mean()
 
 
+def reinforce_gradient(
+    log_prob_grads: torch.Tensor, rewards: torch.Tensor, baseline: float | torch.Tensor
+) -> torch.Tensor:
+    """The gradient of :func:`reinforce_loss` from each student's gradient piece: minus the
+    mean over students of (R_s - b_s) * grad log pi_s. Pieces come from wherever the episodes
+    ran (:mod:`l2t_gym.teachers.executors`), so the update needs no observations.
+
+    :param log_prob_grads: (S, n) each student's gradient of its summed log pi(a | s).
+    :param rewards: (S,) their terminal rewards.
+    :param baseline: one number, or one per student (S,).
+    :return: (n,) the loss's gradient in the teacher's flat parameters.
+    """
+    advantages = (rewards - baseline).to(log_prob_grads.dtype)
+    return -(advantages[:, None] * log_prob_grads).mean(dim=0)
+
+
 def seed_baseline(rewards: torch.Tensor, env_seeds: list[int], fallback: float) -> torch.Tensor:
     """The leave-one-out baseline: per run, the mean reward of the *other* runs of its student.
 
@@ -201,35 +218,43 @@ def env_seed(seed: int, episode: int, repeats: int = 1) -> int:
 class ReinforceTrainer:
     """Trains a :class:`BernoulliTeacher` by REINFORCE on an env (its teacher fold).
 
-    The episodes are run by :func:`l2t_gym.teachers.rollout.run_episodes`, which records what the
-    teacher saw and chose; this class owns only the update. In a vector env the students of an
-    update train side by side, each with the seed and sampling stream it would have had alone,
-    so the run equals the sequential one to float tolerance.
+    The episodes are run by an executor (:mod:`l2t_gym.teachers.executors`: in process, side by
+    side in a vector env, or on Ray workers), which sends back each episode's reward and the
+    gradient of its log-probability; this class owns only the update. In a vector env the
+    students of an update train side by side, each with the seed and sampling stream it would
+    have had alone, so the run equals the sequential one to float tolerance; on CPU, in process
+    and on any number of single-env Ray workers it is the same run, bit for bit.
 
     Checkpoints hold the policy, the optimiser (and its learning-rate schedule, with
     ``lr_halve_every``), the baseline and the history as plain tensors and numbers, sealed with
     a SHA-256 and read back with ``torch.load(weights_only=True)`` (see :func:`read_checkpoint`).
 
-    :param env: one env, or a vector env (``gym.make_vec``, the native
+    :param env: one env, a vector env (``gym.make_vec``, the native
         :class:`~l2t_gym.vector.L2TVectorEnv`) whose ``num_envs`` equals
-        ``students_per_update``.
+        ``students_per_update``, or an :class:`~l2t_gym.teachers.executors.Executor` (in
+        process or on Ray) whose env ``env_name`` the students train in.
     :param teacher: the teacher to train; its ``policy`` is updated in place.
     :param config: the run's settings.
-    :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks.
+    :param checkpoint_dir: where :meth:`save_checkpoint` writes and :meth:`resume` looks
+        (always on this machine, the driver).
+    :param env_name: the executor's env the episodes run in (with an executor).
     :raises ValueError: if a vector env's size differs from ``students_per_update``, or
         ``checkpoint_every`` is set without a ``checkpoint_dir``.
     """
 
     def __init__(
         self,
-        env: gym.Env,
+        env: gym.Env | gym.vector.VectorEnv | Executor,
         teacher: BernoulliTeacher,
         config: ReinforceConfig = ReinforceConfig(),
         checkpoint_dir: str | os.PathLike | None = None,
+        *,
+        env_name: str = MAIN,
     ) -> None:
         self.env, self.teacher, self.config = env, teacher, config
+        self.executor, self.env_name = as_executor(env), env_name
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.num_envs = getattr(env, "num_envs", None)
+        self.num_envs = None if isinstance(env, Executor) else getattr(env, "num_envs", None)
         if self.num_envs is not None and self.num_envs != config.students_per_update:
             raise ValueError(
                 f"a vector env of {self.num_envs} students needs students_per_update="
@@ -257,57 +282,44 @@ class ReinforceTrainer:
         """Episodes run and learnt from so far."""
         return len(self.history)
 
-    def run_episode(self, episode: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def run_episode(self, episode: int) -> tuple[EpisodeOutcome, dict[str, Any]]:
         """One student run with the current policy.
 
         :param episode: the episode's index in the run; it fixes the env and sampling seeds
             (:func:`env_seed`, :func:`episode_seed`).
-        :return: the episode's summed log-probability log pi(a | s) over all its steps
-            (differentiable in the policy) and its history record.
+        :return: the episode's outcome (its summed log pi(a | s) over all its steps and that
+            sum's gradient in the policy's parameters) and its history record.
         """
-        log_probs, records = self.run_episodes(episode, 1)
-        return log_probs[0], records[0]
+        outcomes, records = self.run_episodes(episode, 1)
+        return outcomes[0], records[0]
 
-    def run_episodes(self, first: int, n: int) -> tuple[list[torch.Tensor], list[dict]]:
-        """Episodes first .. first+n-1, one after the other or side by side in a vector env.
+    def run_episodes(self, first: int, n: int) -> tuple[list[EpisodeOutcome], list[dict]]:
+        """Episodes first .. first+n-1 as one job of the executor (one after the other, side by
+        side in a vector env, or on Ray workers).
 
         :param first: the first episode's index.
-        :param n: how many; in a vector env at most ``num_envs`` (the other students idle).
+        :param n: how many.
         :return: per episode, as :meth:`run_episode`.
         """
         cfg = self.config
         episodes = range(first, first + n)
-        results = rollout.run_episodes(
-            self.env,
+        job = EpisodeJob(
             self.teacher,
             [env_seed(cfg.seed, e, cfg.repeats) for e in episodes],
-            teacher_seeds=[episode_seed(cfg.seed, e) for e in episodes],
-            record=True,
-            curves=False,
+            [episode_seed(cfg.seed, e) for e in episodes],
+            env=self.env_name,
+            log_prob_grad=True,
         )
-        pairs = [self._learn_from(e, r) for e, r in zip(episodes, results, strict=True)]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-
-    def _learn_from(
-        self, episode: int, result: EpisodeResult
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        trajectory = result.trajectory
-        assert trajectory is not None
-        # One batched pass over the stored episode: the policy is not changed within it.
-        log_prob = self.teacher.log_prob(trajectory.observations, trajectory.actions).sum()
-        record = {
-            "episode": episode,
-            # The return; the paper's reward comes only at the end, so it is the final reward.
-            "reward": result.reward,
-            "iterations": result.iterations,
-            "teacher_steps": result.teacher_steps,
-            "reached_tau": result.reached_tau,
-            "keep_ratio": result.keep_ratio,
-        }
-        return log_prob, record
+        (outcomes,) = self.executor.run([job])
+        records = [_record(e, o.result) for e, o in zip(episodes, outcomes, strict=True)]
+        return outcomes, records
 
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
         """Run until the episode budget is spent or the reward plateaus.
+
+        The update: with g_s the gradient of student s's summed log pi(a | s) (computed where
+        the episode ran) and b_s its baseline, Adam steps along the mean of (R_s - b_s) g_s,
+        the gradient of minus :func:`reinforce_loss`.
 
         :param callback: called after every episode with its record (episode, reward,
             iterations, teacher_steps, reached_tau, keep_ratio, baseline).
@@ -316,7 +328,7 @@ class ReinforceTrainer:
         cfg = self.config
         while self.episodes_done < cfg.episodes and not self.stopped_early:
             n = min(cfg.students_per_update, cfg.episodes - self.episodes_done)
-            log_probs, records = self.run_episodes(self.episodes_done, n)
+            outcomes, records = self.run_episodes(self.episodes_done, n)
             rewards = torch.tensor([r["reward"] for r in records])
             if self.baseline is None:
                 self.baseline = float(rewards.mean())
@@ -325,12 +337,8 @@ class ReinforceTrainer:
                 first = self.episodes_done
                 seeds = [env_seed(cfg.seed, first + k, cfg.repeats) for k in range(n)]
                 baseline = seed_baseline(rewards, seeds, self.baseline)
-            loss = reinforce_loss(torch.stack(log_probs), rewards, baseline)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
+            grads = torch.as_tensor(np.stack([o.log_prob_grad for o in outcomes]))
+            self._step(reinforce_gradient(grads, rewards, baseline))
             m = cfg.baseline_momentum
             self.baseline = m * self.baseline + (1 - m) * float(rewards.mean())
             self._track_plateau()
@@ -345,6 +353,18 @@ class ReinforceTrainer:
             if every and self.episodes_done // every > before // every:
                 self.save_checkpoint()
         return self.history
+
+    def _step(self, gradient: torch.Tensor) -> None:
+        """One optimiser step along ``gradient`` (flat, in ``policy.parameters()`` order)."""
+        params = [p for p in self.teacher.policy.parameters() if p.requires_grad]
+        offset = 0
+        for p in params:
+            p.grad = gradient[offset : offset + p.numel()].view_as(p).to(p.dtype).clone()
+            offset += p.numel()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        if self.scheduler is not None:
+            self.scheduler.step()
 
     @property
     def stopped_early(self) -> bool:
@@ -491,6 +511,19 @@ class ReinforceTrainer:
             self.load_state_dict(state)
         except ValueError as err:
             raise ValueError(f"{os.fspath(path)!r}: {err}") from err
+
+
+def _record(episode: int, result: EpisodeResult) -> dict[str, Any]:
+    """An episode's history record (the baseline joins it after the update)."""
+    return {
+        "episode": episode,
+        # The return; the paper's reward comes only at the end, so it is the final reward.
+        "reward": result.reward,
+        "iterations": result.iterations,
+        "teacher_steps": result.teacher_steps,
+        "reached_tau": result.reached_tau,
+        "keep_ratio": result.keep_ratio,
+    }
 
 
 def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
