@@ -34,6 +34,10 @@ filters away. Wall-clock includes the teacher's own time and excludes test-set e
 and the student runs each seed spent (GUIDE §8: a result of one training seed is an anecdote).
 
     python benchmarks/compare_teachers.py --task digits --students 30 --train-seeds 0 1 2
+
+``--ray-address local|auto|HOST:PORT --workers N [--gpus-per-worker G]`` runs the training's,
+the sweeps' and the comparison's episodes on Ray workers (``pip install "l2t-gym[ray]"``; README
+"Running on a cluster"); the results are the same as in process, but for the seconds.
 """
 
 from __future__ import annotations

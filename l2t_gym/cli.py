@@ -35,6 +35,7 @@ from l2t_gym.experiment import (
     feature_overrides,
     heuristics_at,
     make_env,
+    make_executor,
     parse_key_value,
     teacher_file,
     train_teacher,
@@ -66,6 +67,7 @@ TRAINING = (
 )
 #: The teacher-training algorithm and CMA-ES's and PPO's options of ``train`` (fields of
 #: ExperimentConfig).
+RAY_OPTIONS = ("ray_address", "workers", "gpus_per_worker")
 ES_OPTIONS = ("algo", "es_popsize", "es_sigma", "es_students", "ppo_n_steps", "ppo_batch_size")
 # The command's own defaults where they differ from the benchmarks' (ExperimentConfig's).
 _DEFAULTS = {
@@ -186,8 +188,11 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         for name, t in teachers.items()
         if t.required_features
     }
-    with _bar(cfg.students * len(teachers), args.quiet) as bar:
-        results = evaluate(make, teachers, cfg.student_seeds, lambda *_: bar.update(1), own_envs)
+    bar = _bar(cfg.students * len(teachers), args.quiet)
+    with make_executor(cfg, warm_up=True) as executor, bar:
+        results = evaluate(
+            make, teachers, cfg.student_seeds, lambda *_: bar.update(1), own_envs, executor
+        )
     _report(cfg, results)
     return 0
 
@@ -363,14 +368,14 @@ def _parser() -> argparse.ArgumentParser:
         train,
         "train a teacher on a task's teacher fold: REINFORCE, CMA-ES (--algo es) or PPO (--algo "
         "ppo)",
-        [*TRAINING, "checkpoint_every", "env_args", *ES_OPTIONS],
+        [*TRAINING, "checkpoint_every", "env_args", *ES_OPTIONS, *RAY_OPTIONS],
     )
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     e = command(
         "evaluate",
         evaluate_cmd,
         "teach fresh students on a task's student fold",
-        ["students", "env_args"],
+        ["students", "env_args", *RAY_OPTIONS],
     )
     add_teacher_arguments(
         e,

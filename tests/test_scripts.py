@@ -3,6 +3,7 @@ tables, not measure anything."""
 
 from __future__ import annotations
 
+import pytest
 from script_runner import run as run_script
 
 
@@ -67,3 +68,12 @@ def test_fuzz_inputs_finds_no_fault(tmp_path):
     )
     assert "arguments  refused clearly" in out and "actions    refused clearly" in out
     assert "ACCEPTED" not in out and "REFUSED" not in out and "\n0 faults" in out
+
+
+def test_ray_scaling_benchmark(tmp_path):
+    pytest.importorskip("ray")
+    args = ["--workers", "1", "--students", "2", "--repeats", "1", "--env-arg", "max_iters=10"]
+    out = run("benchmarks/ray_scaling.py", *args, "--out", str(tmp_path))
+    assert "ray, 1 worker" in out and "in process" in out and "round trip" in out
+    rows = (tmp_path / "ray_scaling_digits.csv").read_text().splitlines()
+    assert len(rows) == 3 and (tmp_path / "ray_scaling_digits.png").is_file()

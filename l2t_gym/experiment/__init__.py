@@ -40,7 +40,9 @@ from l2t_gym.experiment.protocol import (
 )
 from l2t_gym.experiment.recipes import (
     BASELINES,
+    TRAIN,
     Baseline,
+    EnvSpec,
     TrainedTeacher,
     available_baselines,
     best_lossrank_ratio,
@@ -57,9 +59,11 @@ from l2t_gym.experiment.recipes import (
     initial_teacher,
     load_extra,
     make_env,
+    make_executor,
     make_vector_env,
     teacher_file,
     train_teacher,
+    training_env,
     training_printer,
     write_report,
 )
@@ -74,6 +78,10 @@ __all__ = [
     "ProtocolRow",
     "ComparisonRun",
     "BASELINES",
+    "TRAIN",
+    "EnvSpec",
+    "make_executor",
+    "training_env",
     "OFFLINE_DATA",
     "SELECTION_BASELINES",
     "Baseline",

@@ -140,7 +140,19 @@ class ExperimentConfig:
     """Seed of teacher training (policy init, student seeds, sampling) and of the LossRank
     sweep's students."""
     vector: bool = False
-    """Train the students of an update side by side in one native vector env."""
+    """Train the students of an update side by side in one native vector env (with Ray, one per
+    worker: REINFORCE's holds students_per_update / workers students, rounded up; ES's
+    es_students, one candidate at a time)."""
+    ray_address: str | None = None
+    """Run the episodes of training, of the sweeps and of the comparison on Ray workers (``pip
+    install "l2t-gym[ray]"``): local (a single-machine Ray on the loopback address, dashboard
+    off), auto (the cluster this machine joined with ray start) or HOST:PORT; None: in this
+    process. REINFORCE and ES; the trained teacher is the same as in process (on CPU)."""
+    workers: int = 1
+    """Ray workers (actors), each running whole episodes; needs ray_address. More than the
+    students of an update (students_per_update; ES: popsize x es_students) leaves some idle."""
+    gpus_per_worker: float = 0.0
+    """GPUs Ray reserves for each worker (fractions share one); needs ray_address."""
     ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
     """Keep ratios swept on the teacher fold for the best setting of LossRank and of each of
     ``baselines`` (InfoBatch: prune_ratio = 1 - ratio; Selective-Backprop: beta = 1/ratio - 1)."""
@@ -214,6 +226,31 @@ class ExperimentConfig:
                 )
         self.es_config(episodes=max(self.episodes, 1))
         self.ppo_config()
+        self._check_ray()
+
+    def _check_ray(self) -> None:
+        if self.ray_address is not None and not (
+            isinstance(self.ray_address, str) and self.ray_address.strip()
+        ):
+            raise ValueError(
+                f"ray_address must be local, auto or HOST:PORT, got {self.ray_address!r}"
+            )
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
+        if not (math.isfinite(self.gpus_per_worker) and self.gpus_per_worker >= 0):
+            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
+        if self.ray_address is None:
+            for name, idle in (("workers", 1), ("gpus_per_worker", 0.0)):
+                if getattr(self, name) != idle:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)} needs ray_address (--ray-address local, "
+                        "auto or HOST:PORT); without it episodes run in this process"
+                    )
+        elif self.algo == "ppo":
+            raise ValueError(
+                "ray_address does not apply to algo='ppo': PPO collects its rollouts in this "
+                "process (REINFORCE and ES run on Ray workers)"
+            )
 
     @property
     def env_id(self) -> str:

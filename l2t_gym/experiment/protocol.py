@@ -35,6 +35,7 @@ from l2t_gym.experiment.recipes import (
     feature_names,
     load_extra,
     make_env,
+    make_executor,
     teacher_file,
     train_teacher,
     training_printer,
@@ -83,32 +84,35 @@ def run_comparison(cfg: ExperimentConfig, verbose: bool = True) -> ComparisonRun
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     names = feature_names(cfg)
-    notes: list[str] = []
-    start = time.perf_counter()
-    training_runs = 0
-    if cfg.teacher:
-        teacher: Teacher = make_teacher(cfg.teacher, expected_feature_names=names)
-        notes.append(f"{LEARNED} teacher loaded from `{cfg.teacher}`.")
-    else:
-        trained = train_teacher(cfg, training_printer(cfg) if verbose else None)
-        trained.save(out / teacher_file(cfg), out / "training.json")
-        teacher = trained.teacher
-        training_runs = trained.episodes
-        last = min(len(trained.history), 5 * cfg.students_per_update)
-        reward, keep = trained.tail(last)
-        notes.append(
-            f"{LEARNED} teacher trained here by {cfg.algo}: {training_runs} episodes in "
-            f"{time.perf_counter() - start:.0f} s; last {last} records: mean reward "
-            f"{reward:.3f}, keep ratio {keep:.2f}."
-        )
-    baselines = available_baselines(cfg)
-    best, sweep_notes = best_settings(cfg, baselines)
-    notes += sweep_notes
-    learned: dict[str, Teacher] = {LEARNED: teacher}
-    for spec, kwargs in zip(cfg.extra, cfg.extra_args, strict=True):
-        name, extra = load_extra(spec, names, cfg.sb3_algo, kwargs)
-        learned[name] = extra
-    results = compare_teachers(cfg, learned, best=best, baselines=baselines)
+    # One executor for training, sweeps and comparison: Ray workers keep their envs and data.
+    with make_executor(cfg, warm_up=True) as executor:
+        notes: list[str] = []
+        start = time.perf_counter()
+        training_runs = 0
+        if cfg.teacher:
+            teacher: Teacher = make_teacher(cfg.teacher, expected_feature_names=names)
+            notes.append(f"{LEARNED} teacher loaded from `{cfg.teacher}`.")
+        else:
+            printer = training_printer(cfg) if verbose else None
+            trained = train_teacher(cfg, printer, executor=executor)
+            trained.save(out / teacher_file(cfg), out / "training.json")
+            teacher = trained.teacher
+            training_runs = trained.episodes
+            last = min(len(trained.history), 5 * cfg.students_per_update)
+            reward, keep = trained.tail(last)
+            notes.append(
+                f"{LEARNED} teacher trained here by {cfg.algo}: {training_runs} episodes in "
+                f"{time.perf_counter() - start:.0f} s; last {last} records: mean reward "
+                f"{reward:.3f}, keep ratio {keep:.2f}."
+            )
+        baselines = available_baselines(cfg)
+        best, sweep_notes = best_settings(cfg, baselines, executor=executor)
+        notes += sweep_notes
+        learned: dict[str, Teacher] = {LEARNED: teacher}
+        for spec, kwargs in zip(cfg.extra, cfg.extra_args, strict=True):
+            name, extra = load_extra(spec, names, cfg.sb3_algo, kwargs)
+            learned[name] = extra
+        results = compare_teachers(cfg, learned, best=best, baselines=baselines, executor=executor)
     env = make_env(cfg, "student").unwrapped
     seeds = cfg.student_seeds
     notes.append(

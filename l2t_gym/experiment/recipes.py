@@ -49,8 +49,8 @@ from l2t_gym.teachers import (
     SelfPaced,
     Teacher,
     make_teacher,
-    run_episode,
 )
+from l2t_gym.teachers.executors import EpisodeJob, Executor, InProcessExecutor
 from l2t_gym.teachers.reinforce import ReinforceTrainer
 
 #: Where the baselines' sweeps' teacher-fold seeds start, after ``train_seed``.
@@ -96,11 +96,58 @@ def make_vector_env(cfg: ExperimentConfig, fold: str, num_envs: int) -> gym.vect
     return gym.make_vec(cfg.env_id, num_envs=num_envs, **env_kwargs(cfg, fold))
 
 
-def env_factory(cfg: ExperimentConfig, fold: str, **overrides: Any) -> Callable[[], gym.Env]:
+@dataclass(frozen=True)
+class EnvSpec:
+    """A picklable recipe for an env of one fold: calling it builds the env. What an executor's
+    workers build their own envs from (a Ray actor on another machine loads the data from its
+    own disk), and what :func:`l2t_gym.evaluation.evaluate` takes.
+
+    :param cfg: the experiment (task, env_args, device, offline data folders, ...).
+    :param fold: "teacher" or "student".
+    :param overrides: more env keyword arguments, as (name, value) pairs (see
+        :func:`env_kwargs`).
+    :param num_envs: None: one env (:func:`make_env`); N: N students side by side
+        (:func:`make_vector_env`).
+    """
+
+    cfg: ExperimentConfig
+    fold: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+    num_envs: int | None = None
+
+    def __call__(self) -> gym.Env | gym.vector.VectorEnv:
+        kwargs = env_kwargs(self.cfg, self.fold, **dict(self.overrides))
+        if self.num_envs is None:
+            return gym.make(self.cfg.env_id, **kwargs)
+        return gym.make_vec(self.cfg.env_id, num_envs=self.num_envs, **kwargs)
+
+
+def env_factory(cfg: ExperimentConfig, fold: str, **overrides: Any) -> EnvSpec:
     """A function that builds :func:`make_env`'s env (what :func:`l2t_gym.evaluation.evaluate`
-    takes)."""
-    kwargs = env_kwargs(cfg, fold, **overrides)
-    return lambda: gym.make(cfg.env_id, **kwargs)
+    takes): an :class:`EnvSpec`, picklable."""
+    return EnvSpec(cfg, fold, tuple(overrides.items()))
+
+
+def make_executor(cfg: ExperimentConfig, warm_up: bool = False) -> Executor:
+    """Where the experiment's episodes run: in this process, or on ``cfg.workers`` Ray workers
+    at ``cfg.ray_address`` (:class:`~l2t_gym.teachers.ray_executor.RayExecutor`, ``cfg.threads``
+    torch threads and ``cfg.gpus_per_worker`` GPUs each). Close it when done (a context
+    manager).
+
+    :param warm_up: warm every env up at its first use (for wall-clock comparisons).
+    :raises ImportError: with ``cfg.ray_address`` when Ray is not installed.
+    """
+    if cfg.ray_address is None:
+        return InProcessExecutor({}, warm_up=warm_up)
+    from l2t_gym.teachers.ray_executor import RayExecutor  # Ray: on this route only
+
+    return RayExecutor(
+        workers=cfg.workers,
+        gpus_per_worker=cfg.gpus_per_worker,
+        address=cfg.ray_address,
+        threads=cfg.threads,
+        warm_up=warm_up,
+    )
 
 
 def feature_names(cfg: ExperimentConfig) -> tuple[str, ...]:
@@ -245,6 +292,7 @@ def train_teacher(
     cfg: ExperimentConfig,
     callback: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
+    executor: Executor | None = None,
 ) -> TrainedTeacher:
     """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold, or by CMA-ES with
     ``cfg.algo == "es"`` (:mod:`l2t_gym.teachers.es`: ``cfg.episodes`` is the budget, whole
@@ -254,7 +302,8 @@ def train_teacher(
     (:mod:`l2t_gym.teachers.ppo`: one student at a time, in process: learning stops when
     ``cfg.episodes`` episodes have ended; the records lack ``baseline``).
 
-    The students of an update run one after the other, or side by side with ``cfg.vector``.
+    The students of an update run one after the other, or side by side with ``cfg.vector``, in
+    this process or on Ray workers with ``cfg.ray_address`` (the same teacher on CPU).
     With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder` (all three resume
     exactly). With ``cfg.tensorboard`` every record's numbers go to TensorBoard as
     ``train/<field>`` against the student runs done (PPO adds SB3's own losses). With
@@ -264,6 +313,8 @@ def train_teacher(
     :param resume: continue from the newest intact checkpoint in :func:`checkpoint_folder`
         (damaged newer ones are skipped with a warning); with none there yet the run starts
         from its first episode and ``resumed_from`` is None.
+    :param executor: where REINFORCE's and ES's episodes run (its env :data:`TRAIN` is set
+        here); None: :func:`make_executor` of ``cfg``, closed at the end. PPO runs in process.
     :return: the teacher and its training history.
     :raises ValueError: when ``resume`` finds checkpoints but every one is damaged
         (:class:`~l2t_gym.files.DamagedFileError`), or the newest intact one belongs to
@@ -271,12 +322,33 @@ def train_teacher(
     :raises ImportError: with ``cfg.tensorboard`` when TensorBoard is not installed.
     """
     writer = _tensorboard_writer(cfg)
-    if writer is None:
-        return _train_teacher(cfg, callback, resume)
+    if writer is not None:
+        callback = _logging_to(writer, callback)
+    own = executor is None and cfg.algo != "ppo"
+    if own:
+        executor = make_executor(cfg)
     try:
-        return _train_teacher(cfg, _logging_to(writer, callback), resume)
+        return _train_teacher(cfg, callback, resume, executor)
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
+        if own and executor is not None:
+            executor.close()
+
+
+#: The name of the teacher fold's training env in an executor (:func:`train_teacher`).
+TRAIN = "train"
+
+
+def training_env(cfg: ExperimentConfig, workers: int = 1) -> EnvSpec:
+    """The env REINFORCE's or ES's students train in, on the teacher fold: one student, or with
+    ``cfg.vector`` several side by side: an update's students (REINFORCE, split over
+    ``workers``, rounded up) or a candidate's ``es_students`` (ES)."""
+    if not cfg.vector:
+        return EnvSpec(cfg, "teacher")
+    if cfg.algo == "es":
+        return EnvSpec(cfg, "teacher", num_envs=cfg.es_students)
+    return EnvSpec(cfg, "teacher", num_envs=-(-cfg.students_per_update // workers))
 
 
 def _tensorboard_writer(cfg: ExperimentConfig) -> Any:
@@ -311,6 +383,7 @@ def _train_teacher(
     cfg: ExperimentConfig,
     callback: Callable[[dict[str, Any]], None] | None,
     resume: bool,
+    executor: Executor | None,
 ) -> TrainedTeacher:
     if cfg.algo == "ppo":
         from l2t_gym.teachers.ppo import PPOTrainer  # SB3 is imported on this route only
@@ -319,34 +392,23 @@ def _train_teacher(
             make_env(cfg, "teacher"), cfg.ppo_config(), checkpoint_folder(cfg), cfg.tensorboard
         )
         return _run_trainer(cfg, ppo, ppo.teacher, callback, resume)
-    if cfg.vector:
-        students = cfg.es_students if cfg.algo == "es" else cfg.students_per_update
-        env = make_vector_env(cfg, "teacher", students)
-    else:
-        env = make_env(cfg, "teacher")
-    teacher = initial_teacher(cfg, env.unwrapped.feature_names)
+    assert executor is not None
+    executor.envs[TRAIN] = training_env(cfg, getattr(executor, "workers", 1))
+    teacher = initial_teacher(cfg, feature_names(cfg))
     if cfg.episodes == 0:
         return TrainedTeacher(teacher, [], 0.0, False, cfg.task, algo=cfg.algo)
     if cfg.algo == "es":
-        return _train_teacher_es(cfg, env, teacher, callback, resume)
+        # CMA-ES (l2t_gym.teachers.es): the same folds, budget and checkpoint folder as
+        # REINFORCE; one history record per generation.
+        from l2t_gym.teachers.es import ESTrainer
+
+        es = ESTrainer(executor, teacher, cfg.es_config(), checkpoint_folder(cfg), env_name=TRAIN)
+        return _run_trainer(cfg, es, lambda: teacher, callback, resume)
     # The folder is given even without checkpoint_every, so that resume still finds the
     # checkpoints of an earlier run that wrote them.
-    trainer = ReinforceTrainer(env, teacher, cfg.reinforce_config(), checkpoint_folder(cfg))
-    return _run_trainer(cfg, trainer, lambda: teacher, callback, resume)
-
-
-def _train_teacher_es(
-    cfg: ExperimentConfig,
-    env: gym.Env,
-    teacher: BernoulliTeacher,
-    callback: Callable[[dict[str, Any]], None] | None,
-    resume: bool,
-) -> TrainedTeacher:
-    # CMA-ES (l2t_gym.teachers.es, which imports the optional cma): the same folds, budget and
-    # checkpoint folder as REINFORCE; one history record per generation.
-    from l2t_gym.teachers.es import ESTrainer
-
-    trainer = ESTrainer(env, teacher, cfg.es_config(), checkpoint_folder(cfg))
+    trainer = ReinforceTrainer(
+        executor, teacher, cfg.reinforce_config(), checkpoint_folder(cfg), env_name=TRAIN
+    )
     return _run_trainer(cfg, trainer, lambda: teacher, callback, resume)
 
 
@@ -545,42 +607,70 @@ def available_baselines(cfg: ExperimentConfig, file: TextIO | None = None) -> li
     return kept
 
 
-def best_setting(cfg: ExperimentConfig, name: str) -> tuple[float, dict[float, float]]:
+def best_setting(
+    cfg: ExperimentConfig, name: str, executor: Executor | None = None
+) -> tuple[float, dict[float, float]]:
     """The keep setting of ``cfg.ratios`` at which baseline ``name`` earns the most mean reward
     on the teacher fold, over ``cfg.sweep_students`` students (never the student fold's); the
     same students for every setting and every baseline.
 
     :param name: a key of :data:`BASELINES`; its env gets the columns the teacher needs.
+    :param executor: where the episodes run (None: in this process).
     :return: (best keep setting, setting -> mean reward).
     :raises ValueError: for an unknown name.
     """
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
-    baseline = BASELINES[name]
-    env = make_env(cfg, "teacher", **feature_overrides(TEACHER_NAMES[name]))
+    return _sweeps(cfg, [name], executor)[name]
+
+
+def _sweeps(
+    cfg: ExperimentConfig,
+    names: Sequence[str],
+    executor: Executor | None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, tuple[float, dict[float, float]]]:
+    # Every baseline's every setting in one executor run, so that Ray workers share all of it.
+    for name in names:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    executor = executor if executor is not None else InProcessExecutor({})
     first = cfg.train_seed + SWEEP_SEED_OFFSET
-    seeds = range(first, first + cfg.sweep_students)
-    rewards = {
-        r: statistics.fmean(run_episode(env, baseline.make(r), seed=s).reward for s in seeds)
-        for r in cfg.ratios
-    }
-    return max(rewards, key=rewards.__getitem__), rewards
+    seeds = list(range(first, first + cfg.sweep_students))
+    jobs, keys = [], []
+    for name in names:
+        overrides = feature_overrides(TEACHER_NAMES[name])
+        executor.envs[f"sweep:{name}"] = EnvSpec(cfg, "teacher", tuple(overrides.items()))
+        for r in cfg.ratios:
+            jobs.append(EpisodeJob(BASELINES[name].make(r), seeds, seeds, env=f"sweep:{name}"))
+            keys.append((name, r))
+    left = {name: len(cfg.ratios) for name in names}
+
+    def done(i: int, _: Any) -> None:
+        left[keys[i][0]] -= 1
+        if progress is not None and left[keys[i][0]] == 0:
+            progress(keys[i][0])
+
+    rewards: dict[str, dict[float, float]] = {name: {} for name in names}
+    for (name, r), outcomes in zip(keys, executor.run(jobs, done), strict=True):
+        rewards[name][r] = statistics.fmean(o.result.reward for o in outcomes)
+    return {name: (max(sweep, key=sweep.__getitem__), sweep) for name, sweep in rewards.items()}
 
 
 def best_settings(
     cfg: ExperimentConfig,
     baselines: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """:func:`best_setting` of LossRank and each of ``baselines`` (default:
     :func:`available_baselines`), all on the teacher fold.
 
     :param progress: called with each baseline's name once its sweep is done.
+    :param executor: where the episodes run (None: in this process); all sweeps at once.
     :return: (name -> best keep setting, one note per sweep for a report).
     """
+    names = ["lossrank", *(available_baselines(cfg) if baselines is None else baselines)]
     best, notes = {}, []
-    for name in ["lossrank", *(available_baselines(cfg) if baselines is None else baselines)]:
-        best[name], sweep = best_setting(cfg, name)
+    for name, (best[name], sweep) in _sweeps(cfg, names, executor, progress).items():
         tied = [r for r, v in sweep.items() if v == sweep[best[name]] and r != best[name]]
         notes.append(
             f"{TEACHER_LABELS[name]} sweep on the teacher fold (keep setting: mean reward): "
@@ -590,8 +680,6 @@ def best_settings(
             + (f", tied with {', '.join(f'{r:g}' for r in tied)}: the first taken" if tied else "")
             + "."
         )
-        if progress is not None:
-            progress(name)
     return best, notes
 
 
@@ -609,6 +697,7 @@ def compare_teachers(
     baselines: Sequence[str] | None = None,
     report_test: bool | str = "eval",
     progress: Callable[[str, int, EpisodeResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Compare learned teachers with the heuristics as the paper does, on the student fold.
 
@@ -629,6 +718,8 @@ def compare_teachers(
     :param report_test: the student fold's ``report_test``: "eval" records test accuracy at
         every dev check, True at the end only.
     :param progress: called after every episode with (teacher name, seed, result).
+    :param executor: where the episodes run (None: in this process; see
+        :func:`~l2t_gym.evaluation.evaluate`).
     :return: teacher name -> results, one per seed: the heuristics first, then ``learned``.
     :raises ValueError: when ``learned`` is empty.
     """
@@ -639,7 +730,7 @@ def compare_teachers(
     make = env_factory(cfg, "student", report_test=report_test)
     seeds = cfg.student_seeds
     first = next(iter(learned))
-    probe = evaluate(make, {first: learned[first]}, seeds, progress)[first]
+    probe = evaluate(make, {first: learned[first]}, seeds, progress, executor=executor)[first]
     heuristics = heuristics_at(keep_ratio(probe), best_ratio, best=best, baselines=baselines)
     teachers = {**heuristics, **learned}
     own_envs = {
@@ -647,7 +738,7 @@ def compare_teachers(
         for name, t in teachers.items()
         if t.required_features
     }
-    return evaluate(make, teachers, seeds, progress, own_envs)
+    return evaluate(make, teachers, seeds, progress, own_envs, executor)
 
 
 def write_report(
