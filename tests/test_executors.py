@@ -139,3 +139,13 @@ def test_without_ray_installed_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
     with pytest.raises(ImportError, match=r"l2t-gym\[ray\]"):
         connect("local")
+
+
+def test_an_unreachable_ray_address_is_a_quick_clear_error():
+    from l2t_gym.teachers.ray_executor import connect
+
+    pytest.importorskip("ray")
+    with pytest.raises(ConnectionError, match=r"ray_address='127.0.0.1:1': cannot reach"):
+        connect("127.0.0.1:1", reach_timeout=2)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        connect("nohost", reach_timeout=2)

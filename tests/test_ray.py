@@ -1,8 +1,8 @@
 """Episodes on Ray workers: the same teacher as in process, resume across executors, a worker
 killed mid-update, the comparison fanned out, and Ray kept on the loopback address.
 
-Ray is started once for the module, on 127.0.0.1 with the dashboard off and 2 CPUs, and the
-workers (1 and 2) once each; every test registers its own envs with them.
+Ray is started once for the module, on 127.0.0.1 with the dashboard off and 4 logical CPUs (on 2
+cores), and the workers (1 and 2) once each; every test registers its own envs with them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from l2t_gym.evaluation import evaluate  # noqa: E402
 from l2t_gym.experiment import EnvSpec, ExperimentConfig  # noqa: E402
 from l2t_gym.teachers import BernoulliTeacher, InfoBatch, LossRank, NoTeach  # noqa: E402
 from l2t_gym.teachers.es import ESConfig, ESTrainer  # noqa: E402
-from l2t_gym.teachers.executors import InProcessExecutor  # noqa: E402
+from l2t_gym.teachers.executors import EpisodeJob, InProcessExecutor  # noqa: E402
 from l2t_gym.teachers.ray_executor import LOOPBACK, RayExecutor, connect  # noqa: E402
 from l2t_gym.teachers.reinforce import ReinforceConfig, ReinforceTrainer  # noqa: E402
 
@@ -34,15 +34,18 @@ NAMES = SPEC().unwrapped.feature_names
 def ray_local():
     # Workers import this module's helpers (KillOnce) by name, as any user's own env code.
     here = str(Path(__file__).parent)
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, before) if p)
+    before = {k: os.environ.get(k) for k in ("PYTHONPATH", "RAY_ADDRESS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, before["PYTHONPATH"]) if p)
+    # "local" starts its own Ray even where the environment names a cluster (here: nothing).
+    os.environ["RAY_ADDRESS"] = "127.0.0.1:1"
     try:
-        connect("local", num_cpus=3)  # logical: both executors' workers at once
+        connect("local", num_cpus=4)  # logical: both executors' workers, and one CPU more
     finally:
-        if before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = before
+        for key, value in before.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     yield ray
     ray.shutdown()
 
@@ -180,16 +183,50 @@ def test_a_comparison_on_two_workers_equals_the_one_in_process(two_workers):
 
 
 def test_a_job_on_an_unknown_env_is_refused_naming_the_envs(one_worker):
-    from l2t_gym.teachers.executors import EpisodeJob
-
     with pytest.raises(KeyError, match="no env named 'nowhere'"):
         one_worker.run([EpisodeJob(NoTeach(), [0], [0], env="nowhere")])
 
 
-def test_workers_that_cannot_start_are_a_clear_error_not_a_hang(ray_local):
-    # The local Ray has no GPU: the worker would wait for one forever.
-    with pytest.raises(RuntimeError, match=r"did not start within 2 s; the cluster has free"):
-        RayExecutor(workers=1, gpus_per_worker=1.0, start_timeout=2)
+def test_gpus_a_local_ray_lacks_are_refused_at_once(ray_local):
+    with pytest.raises(ValueError, match=r"gpus_per_worker=1.0: 2 workers need 2 GPUs"):
+        RayExecutor(workers=2, gpus_per_worker=1.0)
+
+
+def test_workers_that_cannot_start_are_a_timeout_not_a_hang(one_worker, two_workers):
+    # Three of the four CPUs of the module's Ray are held by the other executors' workers.
+    with pytest.raises(TimeoutError, match=r"did not start within 2 s; the cluster has free"):
+        RayExecutor(workers=2, start_timeout=2)
+
+
+class CountBuilds:
+    """An env source without value equality, that counts its builds in a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self):
+        with open(self.path, "a") as f:
+            f.write("built\n")
+        return SPEC()
+
+
+def test_a_worker_builds_an_env_once_until_the_driver_changes_it(tmp_path, one_worker):
+    log = tmp_path / "builds"
+    one_worker.envs["counted"] = CountBuilds(str(log))
+    jobs = [EpisodeJob(NoTeach(), [s], [s], env="counted") for s in range(3)]
+    one_worker.run(jobs)
+    one_worker.run(jobs[:1])
+    assert log.read_text().count("built") == 1
+    one_worker.envs["counted"] = CountBuilds(str(log))  # another source under the same name
+    one_worker.run(jobs[:1])
+    assert log.read_text().count("built") == 2
+
+
+def test_a_closed_executor_says_so(ray_local):
+    executor = RayExecutor(workers=1)
+    executor.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        executor.run([EpisodeJob(NoTeach(), [0], [0])])
 
 
 @pytest.mark.parametrize(

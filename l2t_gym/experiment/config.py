@@ -144,13 +144,15 @@ class ExperimentConfig:
     worker: REINFORCE's holds students_per_update / workers students, rounded up; ES's
     es_students, one candidate at a time)."""
     ray_address: str | None = None
-    """Run the episodes of training, of the sweeps and of the comparison on Ray workers (``pip
-    install "l2t-gym[ray]"``): local (a single-machine Ray on the loopback address, dashboard
-    off), auto (the cluster this machine joined with ray start) or HOST:PORT; None: in this
-    process. REINFORCE and ES; the trained teacher is the same as in process (on CPU)."""
+    """Run the episodes (REINFORCE's and ES's training, the sweeps, the comparisons) on Ray
+    workers (``pip install "l2t-gym[ray]"``): local (a new single-machine Ray on the loopback
+    address, dashboard off), auto (the cluster this machine joined with ray start) or
+    HOST:PORT; None: in this process. The results are the in-process ones (on CPU), but for
+    the seconds."""
     workers: int = 1
-    """Ray workers (actors), each running whole episodes; needs ray_address. More than the
-    students of an update (students_per_update; ES: popsize x es_students) leaves some idle."""
+    """Ray workers (actors) running whole episodes, threads torch threads each; needs
+    ray_address. More than the episodes run at a time leaves some idle (README "Running on a
+    cluster")."""
     gpus_per_worker: float = 0.0
     """GPUs Ray reserves for each worker (fractions share one); needs ray_address."""
     ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)

@@ -25,8 +25,9 @@ need (teacher, env specs), so a restarted worker needs nothing from before. If r
 :meth:`RayExecutor.run` raises Ray's error, and the run resumes from its last checkpoint (which
 stays on the driver) with nothing lost.
 
-Networking. ``address="local"`` starts a single-machine Ray bound to the loopback address
-(127.0.0.1) with the dashboard off: its servers listen on 127.0.0.1 only (checked with ``ss``
+Networking. ``address="local"`` starts a new single-machine Ray (never joining one that
+``RAY_ADDRESS`` or an earlier ``ray start`` names) bound to the loopback address (127.0.0.1) with
+the dashboard off: its servers listen on 127.0.0.1 only (checked with ``ss``
 on Ray 2.60; without this Ray binds every interface and announces the machine's network
 address), and Ray's token authentication stays on as Ray sets it.
 """
@@ -34,8 +35,11 @@ address), and Ray's token authentication stays on as Ray sets it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 import math
 import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,33 +67,60 @@ def _import_ray() -> Any:
     return ray
 
 
-def connect(address: str = "local", **init_kwargs: Any) -> Any:
+def connect(address: str = "local", *, reach_timeout: float = 10.0, **init_kwargs: Any) -> Any:
     """Start or join Ray once per process (a second call does nothing).
 
-    :param address: "local" starts a single-machine Ray on the loopback address with the
-        dashboard off; "auto" joins the cluster this machine belongs to (``ray start`` was
-        run); HOST:PORT joins that cluster's head (or "ray://HOST:PORT", Ray Client).
+    :param address: "local" starts a new single-machine Ray on the loopback address with the
+        dashboard off (never joining a cluster that ``RAY_ADDRESS`` or an earlier ``ray start``
+        names); "auto" joins the cluster this machine belongs to (``ray start`` was run);
+        HOST:PORT joins that cluster's head (or "ray://HOST:PORT", Ray Client).
+    :param reach_timeout: seconds to wait for HOST:PORT to accept a connection before Ray is
+        asked to join it (Ray itself retries an unreachable address for minutes).
     :param init_kwargs: more keyword arguments of ``ray.init`` (e.g. ``num_cpus`` for "local").
     :return: the ``ray`` module.
     :raises ImportError: saying how to install Ray.
-    :raises ValueError: for an empty address.
+    :raises ValueError: for an empty address or a HOST:PORT without a port number.
+    :raises ConnectionError: naming the address, when there is no cluster to join there.
     """
     ray = _import_ray()
     if not address or not isinstance(address, str):
         raise ValueError(f"ray_address must be 'local', 'auto' or HOST:PORT, got {address!r}")
     if ray.is_initialized():
         return ray
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address == "local":
         _stay_on_loopback(ray)
         ray.init(
+            address="local",
             _node_ip_address=LOOPBACK,
             include_dashboard=False,
-            log_to_driver=False,
+            **quiet,
             **init_kwargs,
         )
-    else:
-        ray.init(address=address, log_to_driver=False, **init_kwargs)
+        return ray
+    if address != "auto":
+        _check_reachable(address, reach_timeout)
+    try:
+        ray.init(address=address, **quiet, **init_kwargs)
+    except ConnectionError as err:
+        raise ConnectionError(
+            f"ray_address={address!r}: no Ray cluster to join there ({err}); start one with "
+            "`ray start --head` (README 'Running on a cluster'), or use --ray-address local"
+        ) from err
     return ray
+
+
+def _check_reachable(address: str, timeout: float) -> None:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not (host and port.isdigit()):
+        raise ValueError(f"ray_address must be 'local', 'auto' or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"ray_address={address!r}: cannot reach {host}:{port} within {timeout:g} s ({err}); "
+            "is the head node up (ray start --head --port PORT) and the port open?"
+        ) from err
 
 
 def _stay_on_loopback(ray: Any) -> None:
@@ -101,6 +132,24 @@ def _stay_on_loopback(ray: Any) -> None:
     constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
     if constants is not None and hasattr(constants, "ENABLE_RAY_CLUSTER"):
         constants.ENABLE_RAY_CLUSTER = False
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Versioned:
+    """An env source as a worker receives it: equal to another when the driver gave both the
+    same version, so a worker rebuilds an env only when the driver's source for that name
+    changed (a spec unpickled afresh for every task never *is* the last one)."""
+
+    version: int
+    source: Any
+
+    def __call__(self) -> Any:
+        return self.source()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Versioned) and other.version == self.version
+
+    __hash__ = object.__hash__
 
 
 class _Worker:
@@ -121,6 +170,23 @@ class _Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def _check_resources(
+    ray: Any, cpus: int, gpus: float, workers: int, threads: int, gpus_per_worker: float
+) -> None:
+    # A local Ray gets no more CPUs or GPUs: fail now rather than wait for them.
+    total = ray.cluster_resources()
+    if gpus > total.get("GPU", 0):
+        raise ValueError(
+            f"gpus_per_worker={gpus_per_worker}: {workers} workers need {gpus:g} GPUs, and the "
+            f"local Ray sees {total.get('GPU', 0):g}"
+        )
+    if cpus > total.get("CPU", 0):
+        raise ValueError(
+            f"workers={workers} with threads={threads} need {cpus} CPUs, and the local Ray was "
+            f"started in this process with {total.get('CPU', 0):g}"
+        )
 
 
 class RayExecutor(Executor):
@@ -144,8 +210,10 @@ class RayExecutor(Executor):
     :raises ImportError: when Ray is not installed, saying how to install it.
     :raises ValueError: naming the argument, for workers < 1, gpus_per_worker < 0,
         threads < 1, max_restarts < 0, start_timeout <= 0 or tasks_per_worker outside 1..64.
-    :raises RuntimeError: when the workers have not started within ``start_timeout`` (Ray
-        waits for free CPUs and GPUs: the message says what the cluster has).
+    :raises ValueError: on a local Ray without the GPUs asked for, or started earlier in this
+        process with fewer CPUs than ``workers * threads``.
+    :raises TimeoutError: when the workers have not started within ``start_timeout`` (Ray
+        waits for free CPUs and GPUs, which a cluster may add: the message says what it has).
     """
 
     def __init__(
@@ -174,11 +242,18 @@ class RayExecutor(Executor):
             raise ValueError(
                 f"tasks_per_worker must be an integer in 1..64, got {tasks_per_worker!r}"
             )
-        ray = connect(address)
+        need_cpus, need_gpus = int(workers) * int(threads), int(workers) * gpus_per_worker
+        # A local Ray is told of at least the CPUs its workers need (workers share the cores).
+        cpus = {"num_cpus": max(os.cpu_count() or 1, need_cpus)} if address == "local" else {}
+        ray = connect(address, **cpus)
+        if address == "local":
+            _check_resources(ray, need_cpus, need_gpus, workers, threads, gpus_per_worker)
         from ray.util import ActorPool
 
         self._ray = ray
         self.envs: dict[str, Any] = dict(envs or {})
+        self._sources: dict[str, _Versioned] = {}  # name -> the source last sent, versioned
+        self._versions = itertools.count()
         remote = ray.remote(
             num_cpus=threads,
             num_gpus=gpus_per_worker,
@@ -191,9 +266,9 @@ class RayExecutor(Executor):
         except ray.exceptions.GetTimeoutError:
             available = ray.available_resources()
             self.close()
-            raise RuntimeError(
-                f"{workers} Ray workers of {threads} CPU(s) and {gpus_per_worker} GPU(s) each did "
-                f"not start within {start_timeout:g} s; the cluster has free {available} "
+            raise TimeoutError(
+                f"{workers} Ray worker(s) of {threads} CPU(s) and {gpus_per_worker} GPU(s) each "
+                f"did not start within {start_timeout:g} s; the cluster has free {available} "
                 "(fewer workers, or a bigger cluster)"
             ) from None
         # A handle listed k times keeps k tasks in flight on its worker (they run one by one).
@@ -205,8 +280,20 @@ class RayExecutor(Executor):
         return len(self.actors)
 
     def num_envs(self, name: str = "main") -> int:
-        """Students side by side in a worker's env ``name``: its spec's ``num_envs``, else 1."""
+        """Students side by side in a worker's env ``name``: its spec's ``num_envs``, else 1.
+
+        :raises KeyError: naming the known envs, for an unknown name.
+        """
+        if name not in self.envs:
+            raise KeyError(f"no env named {name!r} in this executor; it has {sorted(self.envs)}")
         return int(getattr(self.envs[name], "num_envs", None) or 1)
+
+    def _versioned(self) -> dict[str, _Versioned]:
+        for name, source in self.envs.items():
+            sent = self._sources.get(name)
+            if sent is None or (sent.source is not source and sent.source != source):
+                self._sources[name] = _Versioned(next(self._versions), source)
+        return {name: self._sources[name] for name in self.envs}
 
     def run(
         self,
@@ -214,18 +301,19 @@ class RayExecutor(Executor):
         on_done: Callable[[int, list[EpisodeOutcome]], None] | None = None,
     ) -> list[list[EpisodeOutcome]]:
         ray = self._ray
+        if not self.actors:
+            raise RuntimeError("this RayExecutor is closed; build another")
         for job in jobs:
-            if job.env not in self.envs:
-                raise KeyError(
-                    f"no env named {job.env!r} in this executor; it has {sorted(self.envs)}"
-                )
-        specs = ray.put(dict(self.envs))
+            self.num_envs(job.env)  # a KeyError naming the envs, before any work
+        specs = ray.put(self._versioned())
         # One object per teacher: its weights travel once per run, however many tasks use it.
         teachers: dict[int, Any] = {}
         tasks: list[tuple[int, int, int]] = []  # (job, first episode, last episode + 1)
         parts = []
         for i, job in enumerate(jobs):
-            ref = teachers.setdefault(id(job.teacher), ray.put(job.teacher))
+            if id(job.teacher) not in teachers:
+                teachers[id(job.teacher)] = ray.put(job.teacher)
+            ref = teachers[id(job.teacher)]
             size = self.num_envs(job.env)
             for start in range(0, len(job.env_seeds), size):
                 stop = min(start + size, len(job.env_seeds))
