@@ -87,13 +87,13 @@ def env_kwargs(cfg: ExperimentConfig, fold: str, **overrides: Any) -> dict[str, 
 
 def make_env(cfg: ExperimentConfig, fold: str, **overrides: Any) -> gym.Env:
     """One student's env of the task on ``fold`` (see :func:`env_kwargs`)."""
-    return gym.make(cfg.env_id, **env_kwargs(cfg, fold, **overrides))
+    return EnvSpec(cfg, fold, tuple(overrides.items()))()
 
 
 def make_vector_env(cfg: ExperimentConfig, fold: str, num_envs: int) -> gym.vector.VectorEnv:
     """``num_envs`` students side by side on ``fold`` (the native vector env where the task has
     one, Gymnasium's SyncVectorEnv otherwise)."""
-    return gym.make_vec(cfg.env_id, num_envs=num_envs, **env_kwargs(cfg, fold))
+    return EnvSpec(cfg, fold, num_envs=num_envs)()
 
 
 @dataclass(frozen=True)
