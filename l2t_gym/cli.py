@@ -72,7 +72,10 @@ ES_OPTIONS = ("algo", "es_popsize", "es_sigma", "es_students", "ppo_n_steps", "p
 # The command's own defaults where they differ from the benchmarks' (ExperimentConfig's).
 _DEFAULTS = {
     # The best recipe of RESULTS.md "A learned teacher, three training seeds" that fits in 3
-    # minutes on 2 CPU cores: CMA-ES on a narrow teacher that also sees loss_rank.
+    # minutes on 2 CPU cores: CMA-ES on a narrow teacher that also sees loss_rank, paid for each
+    # of Digits' three accuracy thresholds (reward="thresholds": at this budget -39.1% against
+    # NoTeach in three training seeds, against -33.9% under the paper's reward). The episode
+    # still ends at tau, so effective instances to tau mean what they mean under the paper's.
     "demo": {
         "task": "digits",
         "algo": "es",
@@ -82,7 +85,7 @@ _DEFAULTS = {
         "teacher_hidden": 2,
         "init_keep": 0.5,
         "vector": True,
-        "env_args": {"extra_features": ("loss_rank",)},
+        "env_args": {"extra_features": ("loss_rank",), "reward": "thresholds"},
         "ratios": (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7),
         "students_per_update": 4,
         "lr": 0.03,
