@@ -10,7 +10,8 @@ gradient piece. Executors: in process (the default), and a :class:`~l2t_gym.teac
 ray_executor.RayExecutor` per ``--workers`` entry on a local Ray (loopback, one torch thread per
 worker). Every update teaches the same seeds, executors interleaved update by update, medians
 over ``--repeats``; the first update of each executor (building its envs, loading the data) is
-untimed. Also: ``ray.init`` and worker start-up, and the per-update overhead of Ray, measured as
+untimed. Also: ``ray.init`` and worker start-up, what an episode sends back against the size of
+its observations, and the per-update overhead of Ray, measured as
 the same update with episodes of zero student iterations (``max_iters=1``; each still resets its
 student) on Ray and in process.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import pickle
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +31,7 @@ from pathlib import Path
 import torch
 
 from l2t_gym.experiment import EnvSpec, ExperimentConfig, feature_names, parse_key_values
-from l2t_gym.teachers import BernoulliTeacher
+from l2t_gym.teachers import BernoulliTeacher, run_episodes
 from l2t_gym.teachers.executors import EpisodeJob, Executor, InProcessExecutor
 from l2t_gym.teachers.ray_executor import RayExecutor, connect
 
@@ -82,13 +84,22 @@ def main() -> None:
     # Every worker builds its envs (and loads the data) before the clock starts.
     for executor in executors.values():
         for job in jobs.values():
-            for _ in range(getattr(executor, "workers", 1)):
+            for _ in range(executor.workers):
                 executor.run([job])
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.repeats):
         for name, executor in executors.items():
             for kind, job in jobs.items():
                 times.setdefault((name, kind), []).append(timed(executor, job))
+    # What an episode sends back, against what shipping its observations would cost.
+    local = executors["in process"]
+    sent = statistics.median(len(pickle.dumps(o)) for o in local.run([jobs["update"]])[0])
+    recorded = run_episodes(
+        local.env("update"), teacher, jobs["update"].env_seeds, record=True, curves=False
+    )
+    shown = statistics.median(
+        r.trajectory.observations.nbytes + r.trajectory.actions.nbytes for r in recorded
+    )
     # One Ray call's round trip, on an idle worker.
     worker = next(e for e in executors.values() if isinstance(e, RayExecutor)).actors[0]
     ray = connect()
@@ -120,7 +131,9 @@ def main() -> None:
         f"{cfg.env_id}, {args.students} episodes per update, {args.repeats} interleaved updates "
         f"per executor (medians), torch threads 1 per process; ray.init {init_seconds:.1f} s, "
         + ", ".join(f"{n} worker(s) started in {s:.1f} s" for n, s in startup.items())
-        + f"; one Ray call's round trip {call_ms:.2f} ms"
+        + f"; one Ray call's round trip {call_ms:.2f} ms; per episode a worker sends back "
+        f"{sent / 1024:.1f} KB (result and gradient), its observations and actions would be "
+        f"{shown / 1024:.0f} KB (medians)"
     )
     header = ("update s", "episodes/s", "vs in process", "overhead ms")
     print(f"{'executor':<16}{header[0]:>10}{header[1]:>12}{header[2]:>15}{header[3]:>13}")

@@ -98,8 +98,7 @@ def evaluate(
         executor = InProcessExecutor({}, warm_up=True)
     executor.envs[_EVALUATE] = make_env
     own = {name: f"{_EVALUATE}:{name}" for name in own_envs or {}}
-    for name, build in (own_envs or {}).items():
-        executor.envs[own[name]] = build
+    executor.envs.update({own[name]: build for name, build in (own_envs or {}).items()})
     pairs = [(name, seed) for seed in seeds for name in teachers]
     jobs = [
         EpisodeJob(teachers[name], [seed], [seed], env=own.get(name, _EVALUATE), curves=True)

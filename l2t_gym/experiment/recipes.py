@@ -393,7 +393,7 @@ def _train_teacher(
         )
         return _run_trainer(cfg, ppo, ppo.teacher, callback, resume)
     assert executor is not None
-    executor.envs[TRAIN] = training_env(cfg, getattr(executor, "workers", 1))
+    executor.envs[TRAIN] = training_env(cfg, executor.workers)
     teacher = initial_teacher(cfg, feature_names(cfg))
     if cfg.episodes == 0:
         return TrainedTeacher(teacher, [], 0.0, False, cfg.task, algo=cfg.algo)

@@ -189,6 +189,11 @@ class Executor(abc.ABC):
         """How many students of env ``name`` train side by side (1: a single env)."""
         return 1
 
+    @property
+    def workers(self) -> int:
+        """How many processes run episodes at once (1 in process)."""
+        return 1
+
     def close(self) -> None:  # noqa: B027 - optional: most executors hold nothing to release
         """Release what the executor holds (Ray: its actors)."""
 

@@ -308,26 +308,24 @@ class RayExecutor(Executor):
         specs = ray.put(self._versioned())
         # One object per teacher: its weights travel once per run, however many tasks use it.
         teachers: dict[int, Any] = {}
-        tasks: list[tuple[int, int, int]] = []  # (job, first episode, last episode + 1)
-        parts = []
+        # One task per worker-env's worth of a job's episodes: (job, first, stop, teacher, part).
+        tasks: list[tuple[int, int, int, Any, EpisodeJob]] = []
         for i, job in enumerate(jobs):
             if id(job.teacher) not in teachers:
                 teachers[id(job.teacher)] = ray.put(job.teacher)
-            ref = teachers[id(job.teacher)]
             size = self.num_envs(job.env)
             for start in range(0, len(job.env_seeds), size):
                 stop = min(start + size, len(job.env_seeds))
-                tasks.append((i, start, stop))
-                parts.append((ref, dataclasses.replace(job.part(start, stop), teacher=None)))
+                part = dataclasses.replace(job.part(start, stop), teacher=None)
+                tasks.append((i, start, stop, teachers[id(job.teacher)], part))
         outcomes: list[list[EpisodeOutcome | None]] = [[None] * len(j.env_seeds) for j in jobs]
         missing = [len(j.env_seeds) for j in jobs]
 
         def submit(actor: Any, k: int) -> Any:
-            ref, part = parts[k]
-            return actor.run.remote(k, specs, ref, part)
+            return actor.run.remote(k, specs, *tasks[k][3:])
 
         for k, done in self._pool.map_unordered(submit, range(len(tasks))):
-            i, start, stop = tasks[k]
+            i, start, stop = tasks[k][:3]
             outcomes[i][start:stop] = done
             missing[i] -= stop - start
             if missing[i] == 0 and on_done is not None:
