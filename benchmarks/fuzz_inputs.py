@@ -131,7 +131,7 @@ def valid_argument(name: str, v: Any, vector: bool) -> bool:
         return isinstance(v, str) and v in ("fp32", "bf16")
     if name == "extra_features":  # a tuple or list of known, distinct column names
         known = ("loss_rank", "margin_rank", "kept_fraction", "mean_dev_accuracy")
-        known = (*known, "irreducible_loss")
+        known = (*known, "irreducible_loss", "loss_vs_mean", "loss_change")
         return (
             isinstance(v, (tuple, list))
             and all(isinstance(x, str) and x in known for x in v)

@@ -8,6 +8,7 @@ warm-up) and the ratio of the medians is reported.
 
     python benchmarks/overhead.py --task digits --threads 1
     python benchmarks/overhead.py --task cifar10 --device cuda   # on a GPU machine
+    python benchmarks/overhead.py --task digits --extra-features all   # with every optional column
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 import l2t_gym  # noqa: F401  (registers the envs)
 from l2t_gym import TASKS
+from l2t_gym.features import EXTRA_FEATURES
 from l2t_gym.speed import BareLoop, interleaved, synchronizer
 
 
@@ -39,8 +41,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="M (default: the task's)")
     ap.add_argument("--eval-every", type=int, default=None, help="default: the task's")
     ap.add_argument("--data-root", default=None)
+    ap.add_argument(
+        "--extra-features",
+        nargs="+",
+        default=[],
+        choices=[*EXTRA_FEATURES, "all"],
+        help="optional observation columns the env computes at every step ('all': every one)",
+    )
     ap.add_argument("--out", default="benchmarks/out/overhead.csv")
     args = ap.parse_args()
+    extra = tuple(EXTRA_FEATURES) if "all" in args.extra_features else tuple(args.extra_features)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = synchronizer(device)
@@ -56,6 +66,7 @@ def main() -> None:
         student=args.student,
         batch_size=args.batch_size,
         eval_every=args.eval_every,
+        extra_features=extra,
     )
     env.reset(seed=0)
     bare = BareLoop(env.unwrapped.settings, seed=0)
@@ -73,7 +84,8 @@ def main() -> None:
     e = env.unwrapped
     print(
         f"task={args.task} student={e.student} M={e.batch_size} eval_every={e.eval_every} "
-        f"device={args.device} ({machine}) torch threads={torch.get_num_threads()}"
+        f"device={args.device} ({machine}) torch threads={torch.get_num_threads()} "
+        f"extra_features={','.join(extra) or 'none'}"
     )
     print(f"{'':10} {'us/iteration (median)':>22} {'min':>10} {'max':>10}")
     for name, ts in (("env", env_t), ("bare loop", bare_t)):
@@ -86,7 +98,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["task", "student", "M", "device", "threads", "repeat", "env_s", "bare_s"])
+        header = ["task", "student", "M", "device", "threads", "extra_features", "repeat"]
+        w.writerow([*header, "env_s", "bare_s"])
         for k, (te, tb) in enumerate(zip(env_t, bare_t, strict=True)):
             w.writerow(
                 [
@@ -95,6 +108,7 @@ def main() -> None:
                     e.batch_size,
                     args.device,
                     torch.get_num_threads(),
+                    " ".join(extra),
                     k,
                     te,
                     tb,

@@ -129,8 +129,9 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       fails the env warns once (RuntimeWarning) and runs eagerly, with the same results;
     * ``extra_features``: a tuple of optional observation columns appended after the paper's,
       in this order (default ``()``: the paper's columns only): ``loss_rank``, ``margin_rank``,
-      ``kept_fraction``, ``mean_dev_accuracy``, ``irreducible_loss`` (definitions, sources and
-      bounds in ``l2t_gym.features.EXTRA_FEATURES``);
+      ``kept_fraction``, ``mean_dev_accuracy``, ``irreducible_loss``, ``loss_vs_mean``,
+      ``loss_change`` (definitions, sources and bounds in
+      ``l2t_gym.features.EXTRA_FEATURES``);
     * ``report_test``: also report the official test accuracy (``info["test_accuracy"]``): at the
       end of each episode (True or "end"), or at the start and at every dev evaluation too
       ("eval", for accuracy curves; ``info["test_seconds"]`` then holds the time spent on it, so
@@ -143,7 +144,8 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       diverged (it used to run on, finite and exploding, to T'); a diverged student's row reads
       ``avg_train_loss`` = ``divergence_loss`` instead of the largest float32. Later still,
       the opt-in ``reward="thresholds"`` (the default reward, episode and info are unchanged).
-      The ``extra_features`` argument (default: none, the observation unchanged).
+      The ``extra_features`` argument (default: none, the observation unchanged); later its
+      ``loss_vs_mean`` and ``loss_change`` columns.
     """
 
     metadata = {"render_modes": []}

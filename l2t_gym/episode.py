@@ -151,11 +151,22 @@ class Episodes:
         self.tau_clocks = [[float(settings.max_iters)] * len(self.taus) for _ in range(self.n)]
         self.taus_reached = [0] * self.n
         #: The optional columns' per-instance table, built once per dataset and fold.
+        extra = settings.extra_features
         self._irreducible = (
-            irreducible_losses(run.data, run.fold)
-            if "irreducible_loss" in settings.extra_features
+            irreducible_losses(run.data, run.fold) if "irreducible_loss" in extra else None
+        )
+        #: The optional columns' loss history, kept only when one is asked for: per student the
+        #: sum and count of the candidate losses of its teacher steps this episode, each
+        #: training instance's loss at its last such step (N, n_train; NaN: not yet a
+        #: candidate), and the (indices, losses) of the batches last shown.
+        self._shown_loss_sum = [0.0] * self.n
+        self._shown_losses = [0] * self.n
+        self._last_visit = (
+            np.full((self.n, len(run.data.y_train_host)), np.nan, dtype=np.float32)
+            if "loss_change" in extra
             else None
         )
+        self._shown: tuple[np.ndarray, np.ndarray] | None = None
 
     def start(self, i: int, rng: np.random.Generator) -> None:
         """A new episode in slot ``i``: a fresh student, all of it seeded from ``rng``, evaluated
@@ -167,6 +178,9 @@ class Episodes:
         self.reached_tau[i] = self.diverged[i] = False
         self.tau_clocks[i] = [float(self.settings.max_iters)] * len(self.taus)
         self.taus_reached[i] = 0
+        self._shown_loss_sum[i], self._shown_losses[i] = 0.0, 0
+        if self._last_visit is not None:
+            self._last_visit[i] = np.nan
         self.run.evaluate("dev", [i])
         if self.settings.report_test == "eval":
             self.run.evaluate("test", [i])
@@ -182,8 +196,14 @@ class Episodes:
         obs = observe(candidate, progress, run.best_dev_accuracy, s.divergence_loss)
         if not s.extra_features:
             return obs
+        loss, idx = obs[:, :, -2], candidate.indices
+        self._shown = (idx, loss.copy())
+        counts = np.asarray(self._shown_losses, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: no step yet, NaN
+            mean_shown = np.asarray(self._shown_loss_sum) / counts
+        last_visit = self._last_visit
         inputs = ExtraInputs(
-            loss=obs[:, :, -2],
+            loss=loss,
             margin=obs[:, :, -1],
             kept_instances=self.kept_instances,
             instance_budget=s.max_iters * s.batch_size,
@@ -192,6 +212,10 @@ class Episodes:
             indices=candidate.indices,
             irreducible_loss=self._irreducible,
             loss_cap=s.divergence_loss,
+            mean_shown_loss=mean_shown,
+            last_visit_loss=None
+            if last_visit is None
+            else last_visit[np.arange(self.n)[:, None], idx],
         )
         return append_extra_columns(obs, s.extra_features, inputs)
 
@@ -216,6 +240,8 @@ class Episodes:
             self.teacher_step[i] += 1
             self.instances_seen[i] += m
             self.kept_instances[i] += n_kept[i]
+        if self._shown is not None:  # the loss history of the optional columns
+            self._record_shown(slots)
         trained = run.offer(keep, students, n_kept)
         due = [i for i in trained if run.iteration[i] % s.eval_every == 0]
         if due:
@@ -248,6 +274,16 @@ class Episodes:
             if terminated[i] or truncated[i]:
                 rewards[i] = thresholds_reward(self.tau_clocks[i], self.tau_weights, s.max_iters)
         return obs, rewards, terminated, truncated
+
+    def _record_shown(self, slots: Sequence[int] | range) -> None:
+        """Add the losses of the batches the ``slots`` students' teachers just acted on to
+        their loss history (the optional columns ``loss_vs_mean`` and ``loss_change``)."""
+        idx, loss = self._shown
+        for i in slots:
+            self._shown_loss_sum[i] += float(loss[i].sum(dtype=np.float64))
+            self._shown_losses[i] += loss.shape[1]
+            if self._last_visit is not None:
+                self._last_visit[i, idx[i]] = loss[i]
 
     # -- info ---------------------------------------------------------------------------------
     def info(self, i: int | None = None) -> dict[str, Any]:

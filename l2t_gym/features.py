@@ -26,8 +26,8 @@ per-op dispatch.
 Optional columns beyond the paper (the envs' ``extra_features`` argument; none by default) are
 appended after these, in the order asked for. :data:`EXTRA_FEATURES` is the one list of them,
 each with its definition, source and bounds; :func:`extra_columns` computes them, vectorised
-over N students x M rows, from the paper's columns and a few per-episode numbers
-(:class:`ExtraInputs`).
+over N students x M rows, from the paper's columns, a few per-episode numbers and the
+episode's loss history, which :class:`l2t_gym.episode.Episodes` keeps (:class:`ExtraInputs`).
 """
 
 from __future__ import annotations
@@ -216,6 +216,11 @@ class ExtraInputs(NamedTuple):
     :ivar irreducible_loss: per training-set instance, float32 (n_train,): see
         :func:`l2t_gym.data.irreducible.irreducible_losses`; None when not asked for.
     :ivar loss_cap: the env's ``divergence_loss``.
+    :ivar mean_shown_loss: (N,) the mean ``loss`` of the candidates of each student's earlier
+        teacher steps this episode (dropped ones included, this batch excluded); NaN before
+        its first step.
+    :ivar last_visit_loss: (N, M) each candidate's ``loss`` when it was last a candidate at a
+        teacher step of this episode, NaN at its first visit; None when not asked for.
     """
 
     loss: np.ndarray
@@ -227,6 +232,8 @@ class ExtraInputs(NamedTuple):
     indices: np.ndarray
     irreducible_loss: np.ndarray | None
     loss_cap: float
+    mean_shown_loss: Sequence[float] | np.ndarray
+    last_visit_loss: np.ndarray | None
 
 
 def scaled_rank(values: np.ndarray) -> np.ndarray:
@@ -279,6 +286,26 @@ def _irreducible_loss(x: ExtraInputs) -> np.ndarray:
         raise ValueError("irreducible_loss asked for but no per-instance table given")
     cap = min(float(x.loss_cap), float(np.finfo(np.float32).max))
     return np.minimum(x.irreducible_loss[x.indices], cap)
+
+
+def relative_loss(loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """loss / (loss + reference), in [0, 1]: 0.5 where the two are equal, where the reference
+    is unknown (NaN) and where both are 0; below 0.5 when the loss is the lower one. A ratio,
+    so it reads the same at every scale of the losses (they fall by orders of magnitude over a
+    run). ``reference`` broadcasts against ``loss`` (N, M); both are non-negative."""
+    total = loss + reference
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, loss / total, 0.5)  # NaN > 0 is False: unknown gives 0.5
+
+
+def _loss_vs_mean(x: ExtraInputs) -> np.ndarray:
+    return relative_loss(x.loss, np.asarray(x.mean_shown_loss, dtype=np.float64)[:, None])
+
+
+def _loss_change(x: ExtraInputs) -> np.ndarray:
+    if x.last_visit_loss is None:
+        raise ValueError("loss_change asked for but no last-visit losses given")
+    return relative_loss(x.loss, x.last_visit_loss)
 
 
 class ExtraFeature(NamedTuple):
@@ -335,6 +362,25 @@ EXTRA_FEATURES: dict[str, ExtraFeature] = {
         "holdout loss is the paper's loss minus this one",
         (0.0, LOSS_CAP),
         _irreducible_loss,
+    ),
+    "loss_vs_mean": ExtraFeature(
+        "the instance's loss against the mean loss of the candidates of the episode's earlier "
+        "teacher steps (dropped ones included), as loss / (loss + mean): 0.5 at the mean, "
+        "below it for an instance below the mean; 0.5 on the first step (no mean yet; see "
+        "relative_loss)",
+        "InfoBatch (Qin et al., ICLR 2024) prunes instances whose loss lies below the mean; "
+        "its threshold is this column's 0.5, read here as l2t_gym.teachers.InfoBatch reads it",
+        (0.0, 1.0),
+        _loss_vs_mean,
+    ),
+    "loss_change": ExtraFeature(
+        "the instance's loss against its own loss when it was last a candidate in the episode, "
+        "as loss / (loss + last loss): below 0.5 when the student has learned it since, above "
+        "when it has forgotten it; 0.5 at its first visit (see relative_loss)",
+        "the per-instance loss history: InfoBatch scores an instance by its loss at its last "
+        "visit; forgetting events (Toneva et al., ICLR 2019) are the rises",
+        (0.0, 1.0),
+        _loss_change,
     ),
 }
 

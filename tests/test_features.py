@@ -276,13 +276,15 @@ def _inputs(**changes):
         indices=np.array([[0, 2, 4], [4, 1, 3]]),
         irreducible_loss=np.float32([0.5, 9.0, 2.0, np.nan, 100.0]),
         loss_cap=20.0,
+        mean_shown_loss=np.array([1.5, np.nan]),  # student 1 is at its first step
+        last_visit_loss=np.array([[0.5, 6.0, np.nan], [0.0, 3.0, 0.0]]),
     )
     return ExtraInputs(**{**base, **changes})
 
 
 def test_each_optional_column_is_its_definition_on_a_hand_made_batch():
     out = extra_columns(ALL_EXTRAS, _inputs())
-    assert out.shape == (2, 3, 5) and out.dtype == np.float32
+    assert out.shape == (2, 3, len(ALL_EXTRAS)) and out.dtype == np.float32
     col = {name: out[:, :, j] for j, name in enumerate(ALL_EXTRAS)}
     # Loss rank: 1 for the highest loss; the tied losses of student 1 share ranks 0 and 1.
     np.testing.assert_array_equal(col["loss_rank"], [[0.5, 1.0, 0.0], [0.25, 0.25, 1.0]])
@@ -295,6 +297,22 @@ def test_each_optional_column_is_its_definition_on_a_hand_made_batch():
     np.testing.assert_allclose(col["mean_dev_accuracy"], [[0.5] * 3, [0.25] * 3])
     # Per instance, looked up by index, clipped at the loss cap (100 -> 20).
     np.testing.assert_array_equal(col["irreducible_loss"], [[0.5, 2.0, 20.0], [20.0, 9.0, np.nan]])
+    # loss / (loss + mean shown so far): 0.5 / 2, 2 / 3.5, 0.1 / 1.6; no mean yet gives 0.5.
+    np.testing.assert_allclose(
+        col["loss_vs_mean"], [[0.25, 2 / 3.5, 0.1 / 1.6], [0.5, 0.5, 0.5]], rtol=1e-6
+    )
+    # loss / (loss + last visit's): unchanged 0.5, learned 0.25, first visit 0.5; a loss that
+    # rose from 0 gives 1, a loss that was and is 0 gives 0.5.
+    np.testing.assert_allclose(col["loss_change"], [[0.5, 0.25, 0.5], [1.0, 0.25, 1.0]], rtol=1e-6)
+    zero = extra_columns(
+        ("loss_change", "loss_vs_mean"),
+        _inputs(loss=np.zeros((2, 3)), mean_shown_loss=np.array([0.0, 1.0])),
+    )
+    # A loss now 0: learned (0) where the last one was positive, 0.5 where it was 0 or unknown.
+    np.testing.assert_array_equal(zero[:, :, 0], [[0.0, 0.0, 0.5], [0.5, 0.0, 0.5]])
+    np.testing.assert_array_equal(zero[:, :, 1], [[0.5] * 3, [0.0] * 3])
+    with pytest.raises(ValueError, match="loss_change"):
+        extra_columns(("loss_change",), _inputs(last_visit_loss=None))
 
 
 def test_check_extra_features_refuses_what_is_not_a_tuple_of_known_unique_names():
@@ -315,7 +333,7 @@ def test_the_default_observation_is_the_papers_and_extras_only_add_columns():
     extended = Driver("single", extra_features=ALL_EXTRAS)
     assert extended.feature_names == (*plain.feature_names, *ALL_EXTRAS)
     assert plain.env.observation_space.shape == (32, 25)
-    assert extended.env.observation_space.shape == (32, 30)
+    assert extended.env.observation_space.shape == (32, 25 + len(ALL_EXTRAS))
     a, _ = plain.reset(seed=3)
     b, _ = extended.reset(seed=3)
     for _ in range(3):
@@ -346,13 +364,47 @@ def test_kept_fraction_and_mean_dev_accuracy_follow_the_episode(shell):
     assert (obs[:, 0, mean_dev] < obs[:, 0, driver.column("best_dev_accuracy")]).all()
 
 
+def test_loss_vs_mean_and_loss_change_read_the_episodes_loss_history(shell):
+    driver = Driver(shell, max_iters=30, tau=1.0, extra_features=("loss_vs_mean", "loss_change"))
+    loss, vs_mean, change = (driver.column(c) for c in ("loss", "loss_vs_mean", "loss_change"))
+    obs, _ = driver.reset(seed=4)
+    n = driver.n
+    assert (obs[:, :, vs_mean] == 0.5).all() and (obs[:, :, change] == 0.5).all()
+    shown = [[] for _ in range(n)]  # every loss shown at a step, per student
+    last = [{} for _ in range(n)]  # instance -> its loss at its last step
+    revisits = 0
+    for step in range(40):  # Digits' teacher fold has a few hundred instances: some come back
+        idx = driver.run.candidate.indices
+        for i in range(n):
+            shown[i].extend(obs[i, :, loss].tolist())
+            last[i].update(zip(idx[i].tolist(), obs[i, :, loss].tolist(), strict=True))
+        keep = np.arange(32)[None].repeat(n, 0) % 3 == step % 3
+        obs, *_ = driver.step(keep)
+        idx = driver.run.candidate.indices
+        for i in range(n):
+            now = obs[i, :, loss].astype(np.float64)
+            mean = np.mean(shown[i])
+            np.testing.assert_allclose(obs[i, :, vs_mean], now / (now + mean), rtol=1e-5)
+            before = np.array([last[i].get(j, np.nan) for j in idx[i].tolist()])
+            seen = ~np.isnan(before)
+            revisits += seen.sum()
+            expected = np.where(seen, now / (now + np.where(seen, before, 1.0)), 0.5)
+            np.testing.assert_allclose(obs[i, :, change], expected, rtol=1e-5)
+    assert revisits > 0
+    # A new episode forgets the history.
+    obs, _ = driver.reset(seed=5)
+    assert (obs[:, :, vs_mean] == 0.5).all() and (obs[:, :, change] == 0.5).all()
+
+
 def test_the_single_and_the_vector_env_give_the_same_optional_columns():
     single = Driver("single", extra_features=ALL_EXTRAS)
     vector = Driver("vector-1", extra_features=ALL_EXTRAS)
     a, _ = single.reset(seed=7)
     b, _ = vector.reset(seed=7)
     for step in range(6):
-        np.testing.assert_allclose(a[..., -5:], b[..., -5:], atol=1e-5)
+        np.testing.assert_allclose(
+            a[..., -len(ALL_EXTRAS) :], b[..., -len(ALL_EXTRAS) :], atol=1e-5
+        )
         keep = np.arange(32)[None] % (step + 2) != 0
         a, *_ = single.step(keep)
         b, *_ = vector.step(keep)

@@ -19,7 +19,10 @@ def test_keep_vs_random_example():
 def test_overhead_benchmark(tmp_path):
     csv = tmp_path / "overhead.csv"
     out = run("benchmarks/overhead.py", "--iters", "5", "--repeats", "2", "--out", str(csv))
-    assert "overhead ratio" in out
+    assert "overhead ratio" in out and "extra_features=none" in out
+    extra = ("--extra-features", "all")
+    out = run("benchmarks/overhead.py", "--iters", "5", "--repeats", "2", *extra, "--out", str(csv))
+    assert "extra_features=loss_rank,margin_rank" in out and "loss_change" in out
     assert len(csv.read_text().splitlines()) == 3
 
 
