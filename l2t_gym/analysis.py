@@ -19,7 +19,7 @@ import csv
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.stats import spearmanr
 
-from l2t_gym.features import scaled_rank
+from l2t_gym.features import EXTRA_FEATURES, scaled_rank
 from l2t_gym.files import atomic_open, save_figure, write_text
 from l2t_gym.teachers import Teacher
 
@@ -95,6 +95,9 @@ class Records:
     kept: np.ndarray
     num_classes: int
     runs: tuple[RunInfo, ...]
+    optional: dict[str, np.ndarray] = field(default_factory=dict)
+    """The env's optional columns (``extra_features``) per row, by name, but ``loss_rank``
+    (always recorded above); empty for the paper's observation."""
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -129,6 +132,7 @@ def analyze(
     env = make_env()
     names = list(env.unwrapped.feature_names)
     col = {n: _column(names, n) for n in ("loss", "margin", "iteration")}
+    optional = {n: names.index(n) for n in names if n in EXTRA_FEATURES and n != "loss_rank"}
     label_cols = [
         names.index(f"label_{c}") for c in range(sum(n.startswith("label_") for n in names))
     ]
@@ -159,6 +163,7 @@ def analyze(
                 label=obs[:, label_cols].argmax(axis=1).astype(np.int16),
                 keep_prob=p.astype(np.float32),
                 kept=keep,
+                **{n: obs[:, j].astype(np.float32) for n, j in optional.items()},
             )
             seen, kept_total = seen + len(p), kept_total + int(keep.sum())
             obs, _, terminated, truncated, info = env.step(keep)
@@ -174,7 +179,8 @@ def analyze(
         reached = bool(info["reached_tau"])
         runs.append(RunInfo(int(seed), end, int(info["teacher_step"]), reached, seen, kept_total))
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return Records(**merged, num_classes=len(label_cols), runs=tuple(runs))
+    columns = {n: merged.pop(n) for n in optional}
+    return Records(**merged, num_classes=len(label_cols), runs=tuple(runs), optional=columns)
 
 
 class _RowSample:
@@ -247,7 +253,8 @@ def phase_stats(records: Records) -> list[dict[str, Any]]:
     :param records: from :func:`analyze`.
     :return: per phase: rows, mean keep probability, kept rate, Spearman's rho of p with loss,
         with loss rank and with margin, delta (see :func:`verdict`; NaN under 4 rows) and the
-        verdict.
+        verdict; ``rho_<name>`` with each optional column the env showed
+        (:attr:`Records.optional`).
     """
     out = []
     for k, name in enumerate(PHASES):
@@ -270,6 +277,7 @@ def phase_stats(records: Records) -> list[dict[str, Any]]:
                 "rho_margin": rho_margin,
                 "delta": delta,
                 "verdict": verdict(rho_loss, delta),
+                **{f"rho_{n}": _spearman(p, v[sel]) for n, v in records.optional.items()},
             }
         )
     return out
@@ -359,6 +367,7 @@ def _summary(records: Records, stats: list[dict[str, Any]], header: Sequence[str
     reached = [r.iterations for r in runs if r.reached_tau]
     seen = sum(r.instances_seen for r in runs)
     lines = ["# What the teacher learned", "", *header]
+    optional = list(records.optional)
     lines += [
         f"- {len(runs)} students (seeds {', '.join(str(r.seed) for r in runs)}); "
         f"{len(reached)} reached tau; iterations per run {[r.iterations for r in runs]}",
@@ -367,14 +376,16 @@ def _summary(records: Records, stats: list[dict[str, Any]], header: Sequence[str
         "- phases: thirds of each run's own student iterations to its end (not of T')",
         "",
         "| phase | rows | mean p | kept | rho(p, loss) | rho(p, loss rank) | rho(p, margin) "
-        "| dp high-low loss | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + "".join(f"| rho(p, {n}) " for n in optional)
+        + "| dp high-low loss | verdict |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(optional) + "---|---|",
     ]
     for s in stats:
         lines.append(
             f"| {s['phase']} | {s['rows']} | {s['keep_prob']:.3f} | {s['kept_rate']:.3f} | "
             f"{s['rho_loss']:+.3f} | {s['rho_rank']:+.3f} | {s['rho_margin']:+.3f} | "
-            f"{s['delta']:+.3f} | {s['verdict']} |"
+            + "".join(f"{s[f'rho_{n}']:+.3f} | " for n in optional)
+            + f"{s['delta']:+.3f} | {s['verdict']} |"
         )
     lines += [
         "",

@@ -212,3 +212,33 @@ def test_bad_arguments_are_refused(tmp_path):
     assert "one of the arguments" in analyze_script(*out, expect=2).stderr
     with pytest.raises(ValueError, match="at least one seed"):
         at.analyze(Constant(0.5), make_env, [])
+
+
+def test_optional_columns_the_env_shows_get_their_own_rho():
+    def with_history() -> gym.Env:
+        extra = ("loss_rank", "loss_vs_mean", "loss_change")
+        return gym.make(
+            "L2T-Digits-v0", fold="student", max_iters=T_PRIME, device="cpu", extra_features=extra
+        )
+
+    class FollowsLossVsMean:  # p is the loss_vs_mean column itself: a perfect rank correlation
+        column = list(with_history().unwrapped.feature_names).index("loss_vs_mean")
+
+        def keep_probabilities(self, obs: np.ndarray) -> np.ndarray:
+            return obs[:, self.column].astype(np.float64)
+
+    records = at.analyze(FollowsLossVsMean(), with_history, [0])
+    assert list(records.optional) == ["loss_vs_mean", "loss_change"]  # loss_rank is recorded apart
+    assert all(len(v) == len(records) for v in records.optional.values())
+    np.testing.assert_array_equal(records.optional["loss_vs_mean"], records.keep_prob)
+    for s in at.phase_stats(records):
+        assert s["rho_loss_vs_mean"] == pytest.approx(1.0)
+        # NaN where no instance came back within the phase (the column is then constant 0.5).
+        rho = s["rho_loss_change"]
+        assert math.isnan(rho) or -1.0 <= rho <= 1.0
+    summary = at._summary(records, at.phase_stats(records), ())
+    assert "| rho(p, loss_vs_mean) | rho(p, loss_change) |" in summary
+    assert "| +1.000 |" in summary
+    # The paper's observation has no optional columns, and no extra table columns.
+    plain = at.analyze(Constant(0.5), make_env, [0])
+    assert plain.optional == {} and "rho(p, loss_vs_mean)" not in at._summary(plain, [], ())
