@@ -155,12 +155,14 @@ class Episodes:
         self._irreducible = (
             irreducible_losses(run.data, run.fold) if "irreducible_loss" in extra else None
         )
-        #: The optional columns' loss history, kept only when one is asked for: per student the
-        #: sum and count of the candidate losses of its teacher steps this episode, each
-        #: training instance's loss at its last such step (N, n_train; NaN: not yet a
-        #: candidate), and the (indices, losses) of the batches last shown.
-        self._shown_loss_sum = [0.0] * self.n
-        self._shown_losses = [0] * self.n
+        #: The loss history of the columns ``loss_vs_mean`` and ``loss_change``, kept only when
+        #: one of them is asked for: per student the sum and count of the candidate losses of
+        #: its teacher steps this episode, each instance's loss at its last such step (N x the
+        #: task's whole training set; NaN: not yet a candidate), and the (indices, losses) of
+        #: the batches last shown.
+        self._history = bool({"loss_vs_mean", "loss_change"} & set(extra))
+        self._shown_loss_sum = np.zeros(self.n)
+        self._shown_losses = np.zeros(self.n, dtype=np.int64)
         self._last_visit = (
             np.full((self.n, len(run.data.y_train_host)), np.nan, dtype=np.float32)
             if "loss_change" in extra
@@ -197,10 +199,10 @@ class Episodes:
         if not s.extra_features:
             return obs
         loss, idx = obs[:, :, -2], candidate.indices
-        self._shown = (idx, loss.copy())
-        counts = np.asarray(self._shown_losses, dtype=np.float64)
+        if self._history:
+            self._shown = (idx, loss.copy())
         with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: no step yet, NaN
-            mean_shown = np.asarray(self._shown_loss_sum) / counts
+            mean_shown = self._shown_loss_sum / self._shown_losses
         last_visit = self._last_visit
         inputs = ExtraInputs(
             loss=loss,
@@ -277,13 +279,15 @@ class Episodes:
 
     def _record_shown(self, slots: Sequence[int] | range) -> None:
         """Add the losses of the batches the ``slots`` students' teachers just acted on to
-        their loss history (the optional columns ``loss_vs_mean`` and ``loss_change``)."""
+        their loss history (the optional columns ``loss_vs_mean`` and ``loss_change``). An
+        instance twice in one batch (at a pass boundary) has the same loss in both rows, but
+        under augmentation; then NumPy's assignment order picks one (the later row today)."""
         idx, loss = self._shown
-        for i in slots:
-            self._shown_loss_sum[i] += float(loss[i].sum(dtype=np.float64))
-            self._shown_losses[i] += loss.shape[1]
-            if self._last_visit is not None:
-                self._last_visit[i, idx[i]] = loss[i]
+        rows = np.asarray(slots, dtype=np.intp)
+        self._shown_loss_sum[rows] += loss[rows].sum(axis=1, dtype=np.float64)
+        self._shown_losses[rows] += loss.shape[1]
+        if self._last_visit is not None:
+            self._last_visit[rows[:, None], idx[rows]] = loss[rows]
 
     # -- info ---------------------------------------------------------------------------------
     def info(self, i: int | None = None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from l2t_gym.student import Candidate
 
 MODEL_FEATURES = ("iteration", "avg_train_loss", "best_dev_accuracy")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def feature_names(
@@ -77,7 +78,7 @@ def feature_bounds(
         as its entry says.
     """
     c = num_classes
-    cap = min(float(loss_cap), float(np.finfo(np.float32).max))
+    cap = min(float(loss_cap), _F32_MAX)
     ranges = [EXTRA_FEATURES[name].bounds for name in extra_features]
     low = np.concatenate([np.zeros(2 * c + n_extras + 4), [-1.0], [lo for lo, _ in ranges]]).astype(
         np.float32
@@ -134,8 +135,9 @@ def build_features(
     np.divide(e, total, out=probs)
     losses = out[:, -2]
     np.subtract(np.log(total[:, 0]), z[rows, labels], out=losses)
-    if loss_cap < math.inf:
-        np.minimum(losses, loss_cap, out=losses)
+    # Clipped at the cap, and always at float32's largest value: with divergence_loss=inf a
+    # still-finite student whose logits spread past float32's range would otherwise show inf.
+    np.minimum(losses, min(float(loss_cap), _F32_MAX), out=losses)
     p_true = probs[rows, labels]
     others = probs.copy()
     others[rows, labels] = -np.inf
@@ -171,7 +173,7 @@ def observe(
     if any(candidate.diverged):
         bad = np.asarray(candidate.diverged)
         logits = np.where(bad[:, None, None], 0.0, logits).astype(np.float32)
-        cap = min(float(loss_cap), float(np.finfo(np.float32).max))
+        cap = min(float(loss_cap), _F32_MAX)
         avg = np.where(bad, cap, avg)
     n, m, c = logits.shape
     if n == 1:  # one student: its model features are scalars, broadcast in one assignment
@@ -284,7 +286,7 @@ def _mean_dev_accuracy(x: ExtraInputs) -> np.ndarray:
 def _irreducible_loss(x: ExtraInputs) -> np.ndarray:
     if x.irreducible_loss is None:
         raise ValueError("irreducible_loss asked for but no per-instance table given")
-    cap = min(float(x.loss_cap), float(np.finfo(np.float32).max))
+    cap = min(float(x.loss_cap), _F32_MAX)
     return np.minimum(x.irreducible_loss[x.indices], cap)
 
 
@@ -292,7 +294,10 @@ def relative_loss(loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """loss / (loss + reference), in [0, 1]: 0.5 where the two are equal, where the reference
     is unknown (NaN) and where both are 0; below 0.5 when the loss is the lower one. A ratio,
     so it reads the same at every scale of the losses (they fall by orders of magnitude over a
-    run). ``reference`` broadcasts against ``loss`` (N, M); both are non-negative."""
+    run). ``reference`` broadcasts against ``loss`` (N, M); both are finite and non-negative
+    (the loss columns are clipped at the loss cap and at float32's largest value). Computed in
+    float64; stored as float32, a loss within float32 rounding of the reference reads 0.5."""
+    loss = np.asarray(loss, dtype=np.float64)
     total = loss + reference
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, loss / total, 0.5)  # NaN > 0 is False: unknown gives 0.5

@@ -72,6 +72,12 @@ def test_an_instance_loss_is_clipped_at_the_cap():
     assert loss[0] == 100.0 and loss[1] == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)
     uncapped = build_features(logits, np.array([0, 0]), 0.5, 1.0, 0.5)
     assert uncapped[0, feature_names(2).index("loss")] == pytest.approx(300.0)
+    # Without a cap, finite logits whose spread passes float32's range give an infinite loss:
+    # it is clipped at the largest float32, the column's bound.
+    spread = np.array([[3e38, -3e38]], dtype=np.float32)
+    with np.errstate(over="ignore"):
+        wild = build_features(spread, np.array([1]), 0.5, 1.0, 0.5)
+    assert wild[0, feature_names(2).index("loss")] == BIG
 
 
 # -- build_features ---------------------------------------------------------------------------
@@ -394,6 +400,43 @@ def test_loss_vs_mean_and_loss_change_read_the_episodes_loss_history(shell):
     # A new episode forgets the history.
     obs, _ = driver.reset(seed=5)
     assert (obs[:, :, vs_mean] == 0.5).all() and (obs[:, :, change] == 0.5).all()
+
+
+def test_the_loss_history_starts_afresh_with_each_autoreset_episode():
+    # Three students that keep different shares end their episodes at different steps. The
+    # step after an end restarts that student (its action ignored, its last batch never acted
+    # on) with an empty history, and leaves the others' alone.
+    extra = ("loss_vs_mean", "loss_change")
+    driver = Driver("vector-3", max_iters=6, tau=1.0, extra_features=extra)
+    loss, vs_mean, change = (driver.column(c) for c in ("loss", *extra))
+    obs, _ = driver.reset(seed=9)
+    shown = [[] for _ in range(3)]
+    last = [{} for _ in range(3)]
+    restarting, restarts = [False] * 3, 0
+    share = np.array([32, 16, 6])[:, None]
+    for _ in range(60):
+        idx = driver.run.candidate.indices
+        for i in range(3):
+            if not restarting[i]:
+                shown[i].extend(obs[i, :, loss].tolist())
+                last[i].update(zip(idx[i].tolist(), obs[i, :, loss].tolist(), strict=True))
+        obs, _, terminated, truncated, _ = driver.step(np.arange(32)[None] < share)
+        idx = driver.run.candidate.indices
+        for i in range(3):
+            if restarting[i]:
+                shown[i], last[i], restarting[i] = [], {}, False
+            now = obs[i, :, loss].astype(np.float64)
+            mean = np.mean(shown[i]) if shown[i] else np.nan
+            expected = now / (now + mean) if shown[i] else np.full(32, 0.5)
+            np.testing.assert_allclose(obs[i, :, vs_mean], expected, rtol=1e-6)
+            before = np.array([last[i].get(j, np.nan) for j in idx[i].tolist()])
+            seen = ~np.isnan(before)
+            expected = np.where(seen, now / (now + np.where(seen, before, 1.0)), 0.5)
+            np.testing.assert_allclose(obs[i, :, change], expected, rtol=1e-6)
+            if terminated[i] or truncated[i]:
+                restarting[i] = True
+                restarts += 1
+    assert min(restarts, *(len(s) for s in shown)) > 0 and restarts >= 6
 
 
 def test_the_single_and_the_vector_env_give_the_same_optional_columns():
