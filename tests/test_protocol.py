@@ -4,6 +4,7 @@ heuristic, their spread, and the student runs spent (l2t_gym.experiment.protocol
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 from fake_runs import fake_run
@@ -62,6 +63,8 @@ def test_protocol_rows_pair_the_learned_teacher_with_each_heuristic_in_each_seed
     assert mean == pytest.approx((31.5 / 50 + 56.5 / 50) / 2 - 1)
     assert std > 0
     text = write_protocol(runs, tmp_path)
+    assert text.startswith("## L2T-Digits-v0: L2T (reinforce) in 2 training seeds")
+    assert "trained its own teacher" in text
     # Seed 1: differences 5..8 iterations x 32, t = 10.1 on 3 df: p = 0.002.
     assert "| NoTeach | -37.0% (p <0.001) | +13.0% (p 0.002) |" in text
     assert "| 0 | 4/4 | 4 (NoTeach) | 64 | 10 | 16 | 1 |" in text  # 3 x 4 students + a probe of 4
@@ -78,6 +81,12 @@ def test_protocol_rows_pair_the_learned_teacher_with_each_heuristic_in_each_seed
     assert rows["NoTeach"].comparisons[0].paired.diff == 0
     assert "native 2" in {r.heuristic for r in protocol_rows(runs)}
     assert "### native 2: effective instances to tau" in write_protocol(runs, tmp_path)
+    # Saved teachers (one per seed, --teacher) were trained elsewhere: the title says so.
+    for s, run in runs.items():
+        run.cfg = dataclasses.replace(run.cfg, teacher=f"t_{s}.safetensors", train_seed=s)
+    text = write_protocol(runs, tmp_path)
+    assert text.startswith("## L2T-Digits-v0: L2T (saved teachers) in 2 training seeds")
+    assert "loaded its own saved teacher" in text and "(reinforce)" not in text
 
 
 def test_protocol_refuses_runs_whose_heuristics_differ(tmp_path):

@@ -277,10 +277,13 @@ def write_protocol(
     """
     first = next(iter(runs.values()))
     seeds = list(runs)
+    loaded = first.cfg.teacher is not None  # one saved teacher per seed, trained elsewhere
+    source = "saved teachers" if loaded else first.cfg.algo
+    trained = "loaded its own saved teacher" if loaded else "trained its own teacher"
     lines = [
-        f"## {first.cfg.env_id}: {LEARNED} ({first.cfg.algo}) in {len(seeds)} training seeds",
+        f"## {first.cfg.env_id}: {LEARNED} ({source}) in {len(seeds)} training seeds",
         "",
-        f"Each training seed ({', '.join(map(str, seeds))}) trained its own teacher and chose "
+        f"Each training seed ({', '.join(map(str, seeds))}) {trained} and chose "
         f"every baseline's best setting on the teacher fold; all taught the same "
         f"{first.cfg.students} student seeds ({first.cfg.student_seeds[0]}-"
         f"{first.cfg.student_seeds[-1]}) on the student fold. A cell is {LEARNED}'s mean "
