@@ -169,6 +169,7 @@ class Episodes:
             else None
         )
         self._shown: tuple[np.ndarray, np.ndarray] | None = None
+        self._students = np.arange(self.n)[:, None]  # row index of a gather from the table
 
     def start(self, i: int, rng: np.random.Generator) -> None:
         """A new episode in slot ``i``: a fresh student, all of it seeded from ``rng``, evaluated
@@ -201,8 +202,10 @@ class Episodes:
         loss, idx = obs[:, :, -2], candidate.indices
         if self._history:
             self._shown = (idx, loss.copy())
-        with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: no step yet, NaN
-            mean_shown = self._shown_loss_sum / self._shown_losses
+        counts = self._shown_losses  # 0 before a student's first step: its mean stays NaN
+        mean_shown = np.divide(
+            self._shown_loss_sum, counts, out=np.full(self.n, np.nan), where=counts > 0
+        )
         last_visit = self._last_visit
         inputs = ExtraInputs(
             loss=loss,
@@ -215,9 +218,7 @@ class Episodes:
             irreducible_loss=self._irreducible,
             loss_cap=s.divergence_loss,
             mean_shown_loss=mean_shown,
-            last_visit_loss=None
-            if last_visit is None
-            else last_visit[np.arange(self.n)[:, None], idx],
+            last_visit_loss=None if last_visit is None else last_visit[self._students, idx],
         )
         return append_extra_columns(obs, s.extra_features, inputs)
 
@@ -283,11 +284,15 @@ class Episodes:
         instance twice in one batch (at a pass boundary) has the same loss in both rows, but
         under augmentation; then NumPy's assignment order picks one (the later row today)."""
         idx, loss = self._shown
-        rows = np.asarray(slots, dtype=np.intp)
+        if slots == range(self.n):  # every student stepped (the usual case)
+            rows, at = slice(None), self._students
+        else:
+            rows = np.asarray(slots, dtype=np.intp)
+            at = rows[:, None]
         self._shown_loss_sum[rows] += loss[rows].sum(axis=1, dtype=np.float64)
         self._shown_losses[rows] += loss.shape[1]
         if self._last_visit is not None:
-            self._last_visit[rows[:, None], idx[rows]] = loss[rows]
+            self._last_visit[at, idx[rows]] = loss[rows]
 
     # -- info ---------------------------------------------------------------------------------
     def info(self, i: int | None = None) -> dict[str, Any]:

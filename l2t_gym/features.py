@@ -299,8 +299,9 @@ def relative_loss(loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
     float64; stored as float32, a loss within float32 rounding of the reference reads 0.5."""
     loss = np.asarray(loss, dtype=np.float64)
     total = loss + reference
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, loss / total, 0.5)  # NaN > 0 is False: unknown gives 0.5
+    out = np.full(total.shape, 0.5)
+    # Divided only where the total is positive: NaN > 0 is False, so unknown stays 0.5.
+    return np.divide(loss, total, out=out, where=total > 0)
 
 
 def _loss_vs_mean(x: ExtraInputs) -> np.ndarray:
