@@ -145,7 +145,9 @@ class L2TEnv(SettingsAttributes, gym.Env[np.ndarray, np.ndarray]):
       ``avg_train_loss`` = ``divergence_loss`` instead of the largest float32. Later still,
       the opt-in ``reward="thresholds"`` (the default reward, episode and info are unchanged).
       The ``extra_features`` argument (default: none, the observation unchanged); later its
-      ``loss_vs_mean`` and ``loss_change`` columns.
+      ``loss_vs_mean`` and ``loss_change`` columns, and with ``divergence_loss=inf`` an
+      instance loss past float32's range reads float32's largest value (it read inf, outside
+      the observation space).
     """
 
     metadata = {"render_modes": []}
