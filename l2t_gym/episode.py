@@ -158,8 +158,8 @@ class Episodes:
         #: The loss history of the columns ``loss_vs_mean`` and ``loss_change``, kept only when
         #: one of them is asked for: per student the sum and count of the candidate losses of
         #: its teacher steps this episode, each instance's loss at its last such step (N x the
-        #: task's whole training set; NaN: not yet a candidate), and the (indices, losses) of
-        #: the batches last shown.
+        #: task's whole training set; NaN: not yet a candidate), and the losses (N, M) of the
+        #: batches last shown (their indices are the run's ``candidate.indices``).
         self._history = bool({"loss_vs_mean", "loss_change"} & set(extra))
         self._shown_loss_sum = np.zeros(self.n)
         self._shown_losses = np.zeros(self.n, dtype=np.int64)
@@ -168,7 +168,7 @@ class Episodes:
             if "loss_change" in extra
             else None
         )
-        self._shown: tuple[np.ndarray, np.ndarray] | None = None
+        self._shown_loss: np.ndarray | None = None
         self._students = np.arange(self.n)[:, None]  # row index of a gather from the table
 
     def start(self, i: int, rng: np.random.Generator) -> None:
@@ -200,13 +200,16 @@ class Episodes:
         if not s.extra_features:
             return obs
         loss, idx = obs[:, :, -2], candidate.indices
+        mean_shown = last_visit = None
         if self._history:
-            self._shown = (idx, loss.copy())
-        counts = self._shown_losses  # 0 before a student's first step: its mean stays NaN
-        mean_shown = np.divide(
-            self._shown_loss_sum, counts, out=np.full(self.n, np.nan), where=counts > 0
-        )
-        last_visit = self._last_visit
+            # A view: ``obs`` is this step's own array, and the columns below go into a new one.
+            self._shown_loss = loss
+            counts = self._shown_losses  # 0 before a student's first step: its mean stays NaN
+            mean_shown = np.divide(
+                self._shown_loss_sum, counts, out=np.full(self.n, np.nan), where=counts > 0
+            )
+            if self._last_visit is not None:
+                last_visit = self._last_visit[self._students, idx]
         inputs = ExtraInputs(
             loss=loss,
             margin=obs[:, :, -1],
@@ -218,7 +221,7 @@ class Episodes:
             irreducible_loss=self._irreducible,
             loss_cap=s.divergence_loss,
             mean_shown_loss=mean_shown,
-            last_visit_loss=None if last_visit is None else last_visit[self._students, idx],
+            last_visit_loss=last_visit,
         )
         return append_extra_columns(obs, s.extra_features, inputs)
 
@@ -243,7 +246,7 @@ class Episodes:
             self.teacher_step[i] += 1
             self.instances_seen[i] += m
             self.kept_instances[i] += n_kept[i]
-        if self._shown is not None:  # the loss history of the optional columns
+        if self._history:  # the loss history of the optional columns
             self._record_shown(slots)
         trained = run.offer(keep, students, n_kept)
         due = [i for i in trained if run.iteration[i] % s.eval_every == 0]
@@ -283,7 +286,7 @@ class Episodes:
         their loss history (the optional columns ``loss_vs_mean`` and ``loss_change``). An
         instance twice in one batch (at a pass boundary) has the same loss in both rows, but
         under augmentation; then NumPy's assignment order picks one (the later row today)."""
-        idx, loss = self._shown
+        idx, loss = self.run.candidate.indices, self._shown_loss
         if slots == range(self.n):  # every student stepped (the usual case)
             rows, at = slice(None), self._students
         else:

@@ -218,9 +218,9 @@ class ExtraInputs(NamedTuple):
     :ivar irreducible_loss: per training-set instance, float32 (n_train,): see
         :func:`l2t_gym.data.irreducible.irreducible_losses`; None when not asked for.
     :ivar loss_cap: the env's ``divergence_loss``.
-    :ivar mean_shown_loss: (N,) the mean ``loss`` of the candidates of each student's earlier
-        teacher steps this episode (dropped ones included, this batch excluded); NaN before
-        its first step.
+    :ivar mean_shown_loss: (N,) float64, the mean ``loss`` of the candidates of each student's
+        earlier teacher steps this episode (dropped ones included, this batch excluded); NaN
+        before its first step; None when not asked for.
     :ivar last_visit_loss: (N, M) each candidate's ``loss`` when it was last a candidate at a
         teacher step of this episode, NaN at its first visit; None when not asked for.
     """
@@ -234,7 +234,7 @@ class ExtraInputs(NamedTuple):
     indices: np.ndarray
     irreducible_loss: np.ndarray | None
     loss_cap: float
-    mean_shown_loss: Sequence[float] | np.ndarray
+    mean_shown_loss: np.ndarray | None
     last_visit_loss: np.ndarray | None
 
 
@@ -305,7 +305,9 @@ def relative_loss(loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def _loss_vs_mean(x: ExtraInputs) -> np.ndarray:
-    return relative_loss(x.loss, np.asarray(x.mean_shown_loss, dtype=np.float64)[:, None])
+    if x.mean_shown_loss is None:
+        raise ValueError("loss_vs_mean asked for but no mean of the shown losses given")
+    return relative_loss(x.loss, x.mean_shown_loss[:, None])
 
 
 def _loss_change(x: ExtraInputs) -> np.ndarray:

@@ -319,6 +319,8 @@ def test_each_optional_column_is_its_definition_on_a_hand_made_batch():
     np.testing.assert_array_equal(zero[:, :, 1], [[0.5] * 3, [0.0] * 3])
     with pytest.raises(ValueError, match="loss_change"):
         extra_columns(("loss_change",), _inputs(last_visit_loss=None))
+    with pytest.raises(ValueError, match="loss_vs_mean"):
+        extra_columns(("loss_vs_mean",), _inputs(mean_shown_loss=None))
 
 
 def test_check_extra_features_refuses_what_is_not_a_tuple_of_known_unique_names():
