@@ -63,6 +63,7 @@ TRAINING = (
     "vector",
     "patience",
     "teacher_hidden",
+    "teacher_inputs",
     "tensorboard",
 )
 #: The teacher-training algorithm and CMA-ES's and PPO's options of ``train`` (fields of

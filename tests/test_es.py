@@ -142,6 +142,18 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
         ESTrainer(env, teacher, other, checkpoint_dir=tmp_path).resume()
 
 
+def test_a_checkpoint_of_a_teacher_reading_other_columns_is_refused(tmp_path):
+    env, _, config = synthetic_trainer(generations=1, checkpoint_every=8)
+    names = env.unwrapped.feature_names
+    reads = BernoulliTeacher(names, seed=0, inputs=("loss", "margin"))
+    ESTrainer(env, reads, config, checkpoint_dir=tmp_path).train()
+    # The same number of weights, other columns: only the inputs tell them apart.
+    other = BernoulliTeacher(names, seed=0, inputs=("loss", "prob_0"))
+    with pytest.raises(ValueError, match=r"reading the columns \['loss', 'margin'\]"):
+        ESTrainer(env, other, config, checkpoint_dir=tmp_path).resume()
+    assert ESTrainer(env, reads, config, checkpoint_dir=tmp_path).resume() is not None
+
+
 def test_side_by_side_students_equal_sequential_ones():
     from l2t_gym import L2TEnv
     from l2t_gym.vector import L2TVectorEnv
@@ -239,10 +251,11 @@ def test_cli_trains_by_es_and_the_teacher_loads(tmp_path):
 
     args = ["train", "L2T-Digits-v0", "--algo", "es", "--episodes", "16", "--es-popsize", "4"]
     args += ["--es-students", "2", "--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    args += ["--teacher-inputs", "margin", "loss"]
     out = run_script("-m", "l2t_gym", *args, "--env-arg", "max_iters=20").stdout
     assert "trained 2 generations (16 episodes) by CMA-ES" in out
     teacher = BernoulliTeacher.load(tmp_path / "teacher.safetensors")
-    assert teacher.task == "digits"
+    assert teacher.task == "digits" and teacher.inputs == ("loss", "margin")
     assert [r["generation"] for r in json.loads((tmp_path / "training.json").read_text())] == [0, 1]
     rows = list(csv.DictReader((tmp_path / "training.csv").open()))
     assert [r["episodes"] for r in rows] == ["8", "16"] and "sigma" in rows[0]
@@ -254,6 +267,8 @@ def test_cli_trains_by_es_and_the_teacher_loads(tmp_path):
         ({"algo": "dqn"}, "algo"),
         ({"es_sigma": -1.0}, "es_sigma"),
         ({"es_students": 0}, "es_students"),
+        ({"teacher_inputs": ("loss", "loss")}, "teacher_inputs must be distinct"),
+        ({"teacher_inputs": ("loss",), "init_teacher": "t.safetensors"}, "teacher_inputs"),
     ],
 )
 def test_experiment_config_refuses_bad_es_settings_naming_the_field(bad, field):

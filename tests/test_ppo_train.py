@@ -67,6 +67,7 @@ def test_the_episode_budget_is_respected(tmp_path, episodes):
         ({"vector": True}, "vector does not apply to algo='ppo'"),
         ({"init_teacher": "t.safetensors"}, "init_teacher does not apply to algo='ppo'"),
         ({"teacher_hidden": 4}, "teacher_hidden does not apply to algo='ppo'"),
+        ({"teacher_inputs": ("loss",)}, "teacher_inputs does not apply to algo='ppo'"),
         ({"algo": "sac"}, "algo must be 'reinforce', 'es' or 'ppo'"),
     ],
 )

@@ -122,6 +122,11 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     bigger = BernoulliTeacher(env.feature_names, hidden=13, seed=0)
     with pytest.raises(ValueError, match="another teacher network"):
         ReinforceTrainer(env, bigger).load_state_dict(trainer.state_dict())
+    # As many weights, other columns read: only the inputs tell them apart.
+    reads = ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0, inputs=("loss",)))
+    other = BernoulliTeacher(env.feature_names, seed=0, inputs=("margin",))
+    with pytest.raises(ValueError, match=r"reading the columns \['loss'\]"):
+        ReinforceTrainer(env, other).load_state_dict(reads.state_dict())
 
 
 def trained_state(tmp_path) -> dict:

@@ -544,6 +544,10 @@ def test_a_version_1_teacher_file_loads_unchecked_with_a_warning(tmp_path):
         ({"init_keep": 1.0}, "init_keep"),
         ({"feature_names": ()}, "feature_names"),
         ({"feature_names": ("loss", "loss")}, "feature_names"),
+        ({"inputs": ()}, "inputs"),
+        ({"inputs": ("loss", "loss")}, "inputs"),
+        ({"inputs": ("loss", "loss_rank")}, r"inputs.*\['loss_rank'\] are not columns"),
+        ({"inputs": "loss"}, "inputs must be a sequence"),
     ],
 )
 def test_bernoulli_rejects_bad_arguments(kwargs, named):
@@ -597,3 +601,72 @@ def test_a_saved_bernoulli_teacher_refuses_a_layout_with_other_optional_columns(
         loaded.reset(saved, seed=0)
         obs = np.zeros((32, len(saved)), dtype=np.float32)
         assert loaded.act(obs).shape == (32,)
+
+
+# -- inputs: the columns a Bernoulli teacher reads ------------------------------------------
+SCALE_FREE = ("margin", "loss_rank")
+
+
+def test_a_teacher_reads_only_its_inputs():
+    names = feature_names(10, (), ("loss_rank",))
+    teacher = BernoulliTeacher(names, hidden=3, seed=0, inputs=("loss_rank", "margin"))
+    assert teacher.inputs == SCALE_FREE  # the observation's order, whatever order given
+    assert teacher.policy[0].in_features == 2
+    with torch.no_grad():
+        teacher.policy[2].weight.fill_(1.0)
+        teacher.policy[0].weight.copy_(torch.arange(6.0).reshape(3, 2))
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(2, 32, len(names))).astype(np.float32)
+    z = teacher.logits(obs)
+    # The same network applied by hand to the two columns alone.
+    cols = obs[..., [names.index("margin"), names.index("loss_rank")]]
+    by_hand = teacher.policy(torch.as_tensor(cols)).squeeze(-1)
+    assert torch.equal(z, by_hand)
+    # Changing any other column changes nothing.
+    other = obs.copy()
+    other[..., names.index("loss")] += 100.0
+    other[..., names.index("iteration")] = 1.0
+    assert torch.equal(teacher.logits(other), z)
+    other[..., names.index("margin")] += 0.5
+    assert not torch.equal(teacher.logits(other), z)
+
+
+def test_a_teacher_given_every_column_is_the_papers():
+    paper = BernoulliTeacher(NAMES, hidden=4, seed=5)
+    every = BernoulliTeacher(NAMES, hidden=4, seed=5, inputs=tuple(reversed(NAMES)))
+    assert every.inputs == paper.inputs == NAMES
+    for a, b in zip(paper.policy.parameters(), every.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    obs = realistic_obs(np.random.default_rng(1))
+    assert torch.equal(paper.logits(obs), every.logits(obs))
+
+
+def test_inputs_survive_save_and_load_and_only_a_subset_bumps_the_version(tmp_path):
+    names = feature_names(10, (), ("loss_rank",))
+    teacher = BernoulliTeacher(names, hidden=3, seed=0, inputs=SCALE_FREE)
+    with torch.no_grad():
+        teacher.policy[2].weight.fill_(0.7)
+    path = tmp_path / "subset.safetensors"
+    teacher.save(path)
+    meta, _ = read_raw(path)
+    assert meta["format_version"] == "3" and json.loads(meta["inputs"]) == list(SCALE_FREE)
+    loaded = BernoulliTeacher.load(path, expected_feature_names=names)
+    assert loaded.inputs == SCALE_FREE
+    obs = np.random.default_rng(2).normal(size=(32, len(names))).astype(np.float32)
+    np.testing.assert_array_equal(loaded.keep_probabilities(obs), teacher.keep_probabilities(obs))
+    full = tmp_path / "full.safetensors"
+    BernoulliTeacher(names, hidden=3, seed=0).save(full)
+    meta, _ = read_raw(full)
+    assert meta["format_version"] == "2" and "inputs" not in meta
+
+
+def test_damaged_inputs_metadata_is_refused(tmp_path):
+    names = feature_names(10, (), ("loss_rank",))
+    path = tmp_path / "subset.safetensors"
+    BernoulliTeacher(names, hidden=3, seed=0, inputs=SCALE_FREE).save(path)
+    meta, tensors = read_raw(path)
+    for bad, match in (("[]", "inputs metadata"), ('["nope"]', "weights do not fit")):
+        edited = {**meta, "inputs": bad}
+        save_file(tensors, str(path), metadata={**edited, "sha256": file_digest(edited, tensors)})
+        with pytest.raises(DamagedFileError, match=match):
+            BernoulliTeacher.load(path)

@@ -136,6 +136,10 @@ class ExperimentConfig:
     teacher_hidden: int = 12
     """Width of the BernoulliTeacher's hidden layer (the paper: 12); a narrower one gives ES
     fewer parameters to search. REINFORCE and ES; not with init_teacher (the file sets it)."""
+    teacher_inputs: tuple[str, ...] = ()
+    """The observation columns the BernoulliTeacher reads (names, e.g. margin loss_rank
+    loss_vs_mean loss_change; beyond the paper); empty: all of them (the paper). REINFORCE and
+    ES; not with init_teacher (the file sets it)."""
     train_seed: int = 0
     """Seed of teacher training (policy init, student seeds, sampling) and of the LossRank
     sweep's students."""
@@ -217,7 +221,21 @@ class ExperimentConfig:
         self.reinforce_config(episodes=max(self.episodes, 1))  # its own checks, named
         if self.algo not in ("reinforce", "es", "ppo"):
             raise ValueError(f"algo must be 'reinforce', 'es' or 'ppo', got {self.algo!r}")
+        self.teacher_inputs = tuple(self.teacher_inputs)
+        if not all(isinstance(n, str) and n for n in self.teacher_inputs) or len(
+            set(self.teacher_inputs)
+        ) != len(self.teacher_inputs):
+            raise ValueError(
+                f"teacher_inputs must be distinct column names, got {self.teacher_inputs}"
+            )
+        if self.teacher_inputs and self.init_teacher:
+            raise ValueError("teacher_inputs does not apply with init_teacher (the file sets them)")
         if self.algo == "ppo":
+            if self.teacher_inputs:
+                raise ValueError(
+                    "teacher_inputs does not apply to algo='ppo' (InstancePolicy reads every "
+                    "column)"
+                )
             for name in ("vector", "init_teacher"):
                 if getattr(self, name):
                     raise ValueError(f"{name} does not apply to algo='ppo' (REINFORCE and ES)")

@@ -268,17 +268,22 @@ def teacher_file(cfg: ExperimentConfig) -> str:
 
 def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTeacher:
     """The teacher REINFORCE starts from: ``cfg.init_teacher`` loaded, or a fresh one keeping
-    about ``cfg.init_keep``; seeded with ``cfg.train_seed``.
+    about ``cfg.init_keep`` and reading ``cfg.teacher_inputs``; seeded with ``cfg.train_seed``.
 
     :param names: the env's feature names (a loaded teacher must have the same layout).
-    :raises ValueError: when the loaded teacher's layout differs.
+    :raises ValueError: when the loaded teacher's layout differs, or a teacher input is not
+        one of ``names``.
     """
     if cfg.init_teacher:
         return BernoulliTeacher.load(
             cfg.init_teacher, expected_feature_names=names, seed=cfg.train_seed
         )
     return BernoulliTeacher(
-        names, hidden=cfg.teacher_hidden, init_keep=cfg.init_keep, seed=cfg.train_seed
+        names,
+        hidden=cfg.teacher_hidden,
+        init_keep=cfg.init_keep,
+        seed=cfg.train_seed,
+        inputs=cfg.teacher_inputs or None,
     )
 
 

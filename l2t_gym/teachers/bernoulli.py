@@ -20,7 +20,10 @@ from l2t_gym.teachers.sampling import KeepSampler, keep_log_prob, keep_probabili
 
 FILE_FORMAT = "l2t-gym-teacher"
 #: 2: the metadata holds a SHA-256 of the weights and the other metadata (1 had none).
-FILE_VERSION = 2
+#: 3: the metadata may name the ``inputs``, a subset of the columns; a teacher that reads every
+#: column is still written as version 2, so older readers load it.
+FILE_VERSION = 3
+_ALL_INPUTS_VERSION = 2
 _DIGEST_KEY = "sha256"
 _TENSOR_KEYS = ("0.weight", "0.bias", "2.weight", "2.bias")
 # Features are unbounded above (a diverged student reports the largest float32 loss); clipping
@@ -51,15 +54,26 @@ class BernoulliTeacher(Teacher):
     whose ``feature_names`` differ, and :meth:`save` records them (with the task), so a saved
     teacher loaded for another layout fails with a clear error instead of silently misreading.
 
+    ``inputs`` (beyond the paper, whose teacher reads every column) names the columns the MLP
+    reads; the others are ignored. A teacher meant for another task or student can so be kept
+    from columns whose scale is the training task's: the absolute ``loss`` and
+    ``avg_train_loss`` (a task's losses fall to its own levels), the clock ``iteration`` (i/T'
+    runs at the task's own pace) or ``best_dev_accuracy`` (the task's own tau), and read only
+    scale-free ones such as ``margin``, ``loss_rank``, ``loss_vs_mean`` and ``loss_change``.
+
     :param feature_names: the env's observation columns (``env.unwrapped.feature_names``);
         d = their number.
+    :param inputs: the columns the MLP reads, a non-empty subset of ``feature_names`` (read in
+        the observation's order, whatever order they are given in); None: all of them (the
+        paper).
     :param hidden: width of the hidden layer (the paper: 12).
     :param init_keep: keep probability of the untrained teacher, in (0, 1).
     :param deterministic: keep p > 0.5 instead of sampling.
     :param seed: seeds the weight initialisation and the sampling generator;
         ``reset(seed=...)`` reseeds the sampling.
-    :raises ValueError: for empty or duplicate feature names, a ``hidden`` that is not a
-        positive integer, or ``init_keep`` outside (0, 1).
+    :raises ValueError: for empty or duplicate feature names, ``inputs`` that are empty,
+        repeated or not among them, a ``hidden`` that is not a positive integer, or
+        ``init_keep`` outside (0, 1).
     """
 
     def __init__(
@@ -69,10 +83,12 @@ class BernoulliTeacher(Teacher):
         init_keep: float = 0.9,
         deterministic: bool = False,
         seed: int | None = None,
+        inputs: Sequence[str] | None = None,
     ) -> None:
         names = tuple(str(n) for n in feature_names)
         if not names or len(set(names)) != len(names):
             raise ValueError(f"feature_names must be non-empty and unique, got {names}")
+        columns = _input_columns(names, inputs)
         if int(hidden) != hidden or hidden < 1:
             raise ValueError(f"hidden must be a positive integer, got {hidden}")
         init_keep = float(init_keep)
@@ -80,6 +96,9 @@ class BernoulliTeacher(Teacher):
             raise ValueError(f"init_keep must lie strictly between 0 and 1, got {init_keep}")
         super().__init__(seed)
         self.layout = names
+        self.inputs = tuple(names[i] for i in columns)
+        # None when every column is read: the paper's teacher indexes nothing.
+        self._columns = None if len(columns) == len(names) else torch.as_tensor(columns)
         self.hidden, self.init_keep = int(hidden), init_keep
         self.deterministic = bool(deterministic)
         self.task: str | None = None
@@ -88,7 +107,7 @@ class BernoulliTeacher(Teacher):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             self.policy = nn.Sequential(
-                nn.Linear(len(names), self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1)
+                nn.Linear(len(columns), self.hidden), nn.Tanh(), nn.Linear(self.hidden, 1)
             )
             with torch.no_grad():
                 nn.init.normal_(self.policy[2].weight, std=0.01)
@@ -139,7 +158,8 @@ class BernoulliTeacher(Teacher):
 
     # -- the policy ---------------------------------------------------------------------------
     def logits(self, obs: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Pre-sigmoid keep scores z = MLP(g(s)), one per candidate row.
+        """Pre-sigmoid keep scores z = MLP(g(s)), one per candidate row, from the ``inputs``
+        columns.
 
         NaN features read as 0 and the rest are clipped to +-1e6, so a diverged student's
         observation still gives finite scores.
@@ -153,6 +173,8 @@ class BernoulliTeacher(Teacher):
             raise ValueError(
                 f"expected observations of shape (..., M, {len(self.layout)}), got {tuple(x.shape)}"
             )
+        if self._columns is not None:
+            x = x.index_select(-1, self._columns)
         x = x.nan_to_num().clamp(-_FEATURE_CLIP, _FEATURE_CLIP)
         return self.policy(x).squeeze(-1)
 
@@ -185,8 +207,9 @@ class BernoulliTeacher(Teacher):
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, task: str | None = None) -> None:
-        """Write the policy to a safetensors file, with the task, the feature layout and a
-        SHA-256 of both (see :func:`file_digest`), atomically (a temporary file renamed over
+        """Write the policy to a safetensors file, with the task, the feature layout (and the
+        ``inputs``, where they are not all of it) and a SHA-256 of all that (see
+        :func:`file_digest`), atomically (a temporary file renamed over
         ``path``, so an interrupted save leaves the old file whole).
 
         :param path: the file to write (conventionally ``*.safetensors``); its folder must exist.
@@ -196,13 +219,16 @@ class BernoulliTeacher(Teacher):
         if task is not None:
             self.task = str(task)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}
+        subset = self._columns is not None
         metadata = {
             "format": FILE_FORMAT,
-            "format_version": str(FILE_VERSION),
+            "format_version": str(FILE_VERSION if subset else _ALL_INPUTS_VERSION),
             "feature_names": json.dumps(list(self.layout)),
             "hidden": str(self.hidden),
             "init_keep": repr(self.init_keep),
         }
+        if subset:
+            metadata["inputs"] = json.dumps(list(self.inputs))
         if self.task is not None:
             metadata["task"] = self.task
         metadata[_DIGEST_KEY] = file_digest(metadata, tensors)
@@ -259,10 +285,14 @@ class BernoulliTeacher(Teacher):
             names = json.loads(metadata["feature_names"])
             hidden = int(metadata["hidden"])
             init_keep = float(metadata["init_keep"])
+            inputs = json.loads(metadata["inputs"]) if "inputs" in metadata else None
         except (KeyError, ValueError, TypeError) as err:
             raise damaged(f"bad or missing metadata: {err}") from err
-        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-            raise damaged("feature_names metadata is not a list of names")
+        for key, value in (("feature_names", names), ("inputs", inputs)):
+            if value is not None and not (
+                isinstance(value, list) and value and all(isinstance(n, str) for n in value)
+            ):
+                raise damaged(f"{key} metadata is not a list of names")
         if version > FILE_VERSION:
             raise ValueError(
                 f"{path!r} is a version {version} teacher file; this l2t-gym reads up to "
@@ -288,12 +318,31 @@ class BernoulliTeacher(Teacher):
                     f"file: {names}; expected: {expected}"
                 )
         try:
-            teacher = cls(names, hidden, init_keep, deterministic=deterministic, seed=seed)
+            teacher = cls(
+                names, hidden, init_keep, deterministic=deterministic, seed=seed, inputs=inputs
+            )
             teacher.policy.load_state_dict({k: tensors[k] for k in _TENSOR_KEYS})
         except (RuntimeError, ValueError) as err:
             raise damaged(f"weights do not fit its metadata: {err}") from err
         teacher.task = metadata.get("task")
         return teacher
+
+
+def _input_columns(names: tuple[str, ...], inputs: Sequence[str] | None) -> list[int]:
+    """The positions in ``names`` of the columns ``inputs`` names, in the observation's order
+    (all of them for None)."""
+    if inputs is None:
+        return list(range(len(names)))
+    if isinstance(inputs, str):
+        raise ValueError(f"inputs must be a sequence of column names, got the string {inputs!r}")
+    wanted = [str(n) for n in inputs]
+    unknown = [n for n in wanted if n not in names]
+    if not wanted or len(set(wanted)) != len(wanted) or unknown:
+        raise ValueError(
+            f"inputs must be distinct names of observation columns, at least one; got {wanted}"
+            + (f" ({unknown} are not columns; the columns: {list(names)})" if unknown else "")
+        )
+    return sorted(names.index(n) for n in wanted)
 
 
 def file_digest(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> str:

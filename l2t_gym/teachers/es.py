@@ -329,6 +329,7 @@ class ESTrainer:
             "policy": {k: v.cpu().numpy() for k, v in self.teacher.policy.state_dict().items()},
             "history": self.history,
             "feature_names": list(self.teacher.layout),
+            "inputs": list(self.teacher.inputs),
         }
         write_bytes(path, seal(CHECKPOINT_KIND, pickle.dumps(state, protocol=4)))
         return path
@@ -364,6 +365,12 @@ class ESTrainer:
                 )
         if list(state["feature_names"]) != list(self.teacher.layout):
             raise ValueError(f"{os.fspath(path)!r}: made for a different observation layout")
+        # Checkpoints written before teachers had inputs read every column.
+        if list(state.get("inputs", state["feature_names"])) != list(self.teacher.inputs):
+            raise ValueError(
+                f"{os.fspath(path)!r}: made for a teacher reading the columns "
+                f"{list(state['inputs'])}; this one reads {list(self.teacher.inputs)}"
+            )
         es = state["es"]
         if int(getattr(es, "popsize", -1)) != self.popsize or len(es.mean) != self.es.N:
             raise ValueError(

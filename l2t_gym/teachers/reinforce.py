@@ -392,6 +392,7 @@ class ReinforceTrainer:
             "stale": self._stale,
             "history": self.history,
             "feature_names": list(self.teacher.layout),
+            "inputs": list(self.teacher.inputs),
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
@@ -410,6 +411,12 @@ class ReinforceTrainer:
             raise ValueError(f"not a REINFORCE state: {problem}")
         if list(state["feature_names"]) != list(self.teacher.layout):
             raise ValueError("checkpoint was made for a different observation layout")
+        # Checkpoints written before teachers had inputs read every column.
+        if list(state.get("inputs", state["feature_names"])) != list(self.teacher.inputs):
+            raise ValueError(
+                f"checkpoint was made for a teacher reading the columns {list(state['inputs'])}; "
+                f"this one reads {list(self.teacher.inputs)}"
+            )
         if state["config"]["seed"] != self.config.seed:
             raise ValueError(
                 f"checkpoint was made with seed {state['config']['seed']}, this run has "
