@@ -393,8 +393,10 @@ def test_runs_replay_the_records_of_the_code_before_the_rollout_loop_exactly(nam
         # to float tolerance only (see test_trajectories.py), and the update now sums each
         # episode's gradient piece (computed where the episode ran, see executors.py) instead of
         # back-propagating through the mean of all of them at once, which rounds differently.
-        # Every sampled decision, hence every record above, is still the same.
-        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=key)
+        # Every sampled decision, hence every record above, is still the same. On a machine
+        # whose CPU kernels round differently from the recording one's (test_trajectories.py)
+        # the weights part by a few 1e-6 over the run's updates.
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-5, msg=key)
 
 
 # -- the authors' code's details, as options ---------------------------------------------------

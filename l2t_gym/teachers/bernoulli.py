@@ -174,7 +174,7 @@ class BernoulliTeacher(Teacher):
                 f"expected observations of shape (..., M, {len(self.layout)}), got {tuple(x.shape)}"
             )
         if self._columns is not None:
-            x = x.index_select(-1, self._columns)
+            x = x.index_select(-1, self._columns.to(x.device))  # no copy where it already is
         x = x.nan_to_num().clamp(-_FEATURE_CLIP, _FEATURE_CLIP)
         return self.policy(x).squeeze(-1)
 
