@@ -31,7 +31,8 @@ def test_help_lists_the_commands_and_the_config_docstrings():
 
 
 def test_demo_trains_then_compares_on_fresh_students(tmp_path):
-    # The main job's recipe (CMA-ES, a narrow teacher seeing loss_rank), its budgets tiny.
+    # The main job's recipe (CMA-ES, a narrow teacher reading the scale-free columns), its
+    # budgets tiny.
     quick = ["--episodes", "6", "--es-popsize", "3", "--es-students", "1", "--students", "2"]
     quick += ["--sweep-students", "1", "--ratios", "0.3", "0.6", "--env-arg", "max_iters=40"]
     out = l2t("demo", "--out", str(tmp_path), *quick, *CPU).stdout
@@ -64,7 +65,12 @@ def test_demo_trains_then_compares_on_fresh_students(tmp_path):
     history = json.loads((tmp_path / "training.json").read_text())
     assert [r["episodes"] for r in history] == [3, 6]
     teacher = BernoulliTeacher.load(tmp_path / "teacher.safetensors")
-    assert teacher.hidden == 2 and teacher.layout[-1] == "loss_rank"
+    assert teacher.hidden == 4 and teacher.layout[-3:] == (
+        "loss_rank",
+        "loss_vs_mean",
+        "loss_change",
+    )
+    assert teacher.inputs == ("margin", "loss_rank", "loss_vs_mean", "loss_change")
     table = list(csv.DictReader((tmp_path / "runs.csv").open()))
     assert {r["seed"] for r in table} == {"1000", "1001"}
     assert {r["teacher"] for r in table} >= {"NoTeach", "SPL", "L2T"}
