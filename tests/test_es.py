@@ -12,8 +12,8 @@ from synthetic_env import SyntheticTeachingEnv
 
 pytest.importorskip("cma")
 
-from l2t_gym.files import DamagedFileError  # noqa: E402
-from l2t_gym.teachers import BernoulliTeacher  # noqa: E402
+from l2t_gym.files import DamagedFileError, seal, write_bytes  # noqa: E402
+from l2t_gym.teachers import BernoulliTeacher, es  # noqa: E402
 from l2t_gym.teachers.es import (  # noqa: E402
     ESConfig,
     ESTrainer,
@@ -154,6 +154,20 @@ def test_a_checkpoint_of_a_teacher_reading_other_columns_is_refused(tmp_path):
     assert ESTrainer(env, reads, config, checkpoint_dir=tmp_path).resume() is not None
 
 
+def test_a_checkpoint_from_before_teachers_had_inputs_reads_every_column(tmp_path):
+    env, teacher, config = synthetic_trainer(generations=1, checkpoint_every=8)
+    ESTrainer(env, teacher, config, checkpoint_dir=tmp_path).train()
+    (path,) = tmp_path.glob("es-checkpoint-*.pkl")
+    state = es.read_checkpoint(path)
+    del state["inputs"]  # as written before teachers had inputs
+    write_bytes(path, seal(es.CHECKPOINT_KIND, pickle.dumps(state, protocol=4)))
+    names = env.unwrapped.feature_names
+    subset = BernoulliTeacher(names, hidden=teacher.hidden, seed=0, inputs=names[:-1])
+    with pytest.raises(ValueError, match=rf"reading the columns \['{names[0]}'"):
+        ESTrainer(env, subset, config, checkpoint_dir=tmp_path).resume()
+    assert ESTrainer(env, teacher, config, checkpoint_dir=tmp_path).resume() == path
+
+
 def test_side_by_side_students_equal_sequential_ones():
     from l2t_gym import L2TEnv
     from l2t_gym.vector import L2TVectorEnv
@@ -268,6 +282,7 @@ def test_cli_trains_by_es_and_the_teacher_loads(tmp_path):
         ({"es_sigma": -1.0}, "es_sigma"),
         ({"es_students": 0}, "es_students"),
         ({"teacher_inputs": ("loss", "loss")}, "teacher_inputs must be distinct"),
+        ({"teacher_inputs": "margin"}, "teacher_inputs must be a sequence .* 'margin'"),
         ({"teacher_inputs": ("loss",), "init_teacher": "t.safetensors"}, "teacher_inputs"),
     ],
 )
@@ -276,3 +291,16 @@ def test_experiment_config_refuses_bad_es_settings_naming_the_field(bad, field):
 
     with pytest.raises(ValueError, match=field):
         ExperimentConfig(**bad)
+
+
+def test_teacher_inputs_none_or_a_bare_flag_read_every_column():
+    from l2t_gym.cli import _config, _parser
+    from l2t_gym.experiment import ExperimentConfig
+
+    assert ExperimentConfig(teacher_inputs=None).teacher_inputs == ()
+    # The demo's default reads four columns; a bare --teacher-inputs gives the paper's teacher.
+    demo = ["demo", "--algo", "ppo", "--no-vector", "--teacher-hidden", "12"]
+    cfg = _config(_parser().parse_args([*demo, "--teacher-inputs"]))
+    assert cfg.teacher_inputs == () and cfg.algo == "ppo"
+    with pytest.raises(ValueError, match="teacher_inputs does not apply to algo='ppo'"):
+        _config(_parser().parse_args(demo))

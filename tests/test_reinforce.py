@@ -127,6 +127,12 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     other = BernoulliTeacher(env.feature_names, seed=0, inputs=("margin",))
     with pytest.raises(ValueError, match=r"reading the columns \['loss'\]"):
         ReinforceTrainer(env, other).load_state_dict(reads.state_dict())
+    # A checkpoint written before teachers had inputs read every column.
+    old = trainer.state_dict()
+    del old["inputs"]
+    with pytest.raises(ValueError, match=r"reading the columns \['label_0', .*'margin'\]; t"):
+        ReinforceTrainer(env, other).load_state_dict(old)
+    ReinforceTrainer(env, BernoulliTeacher(env.feature_names, seed=0)).load_state_dict(old)
 
 
 def trained_state(tmp_path) -> dict:

@@ -138,7 +138,8 @@ class ExperimentConfig:
     fewer parameters to search. REINFORCE and ES; not with init_teacher (the file sets it)."""
     teacher_inputs: tuple[str, ...] = ()
     """The observation columns the BernoulliTeacher reads (names, e.g. margin loss_rank
-    loss_vs_mean loss_change; beyond the paper); empty: all of them (the paper). REINFORCE and
+    loss_vs_mean loss_change, read in the observation's order whatever order they are given in;
+    beyond the paper); empty (a bare --teacher-inputs): all of them (the paper). REINFORCE and
     ES; not with init_teacher (the file sets it)."""
     train_seed: int = 0
     """Seed of teacher training (policy init, student seeds, sampling) and of the LossRank
@@ -221,7 +222,12 @@ class ExperimentConfig:
         self.reinforce_config(episodes=max(self.episodes, 1))  # its own checks, named
         if self.algo not in ("reinforce", "es", "ppo"):
             raise ValueError(f"algo must be 'reinforce', 'es' or 'ppo', got {self.algo!r}")
-        self.teacher_inputs = tuple(self.teacher_inputs)
+        if isinstance(self.teacher_inputs, str):
+            raise ValueError(
+                "teacher_inputs must be a sequence of column names, got the string "
+                f"{self.teacher_inputs!r}"
+            )
+        self.teacher_inputs = tuple(self.teacher_inputs or ())
         if not all(isinstance(n, str) and n for n in self.teacher_inputs) or len(
             set(self.teacher_inputs)
         ) != len(self.teacher_inputs):
@@ -460,6 +466,9 @@ def add_arguments(
             continue  # --teacher-arg, added with --extra
         elif name == "baselines":
             options.update(nargs="*", choices=SELECTION_BASELINES, default=list(value))
+        elif name == "teacher_inputs":  # a bare flag: every column, the paper's teacher
+            options.update(nargs="*", default=list(value), metavar="COLUMN")
+            help_ += " (default: %(default)s)"
         elif kind is bool:
             options.update(action=argparse.BooleanOptionalAction if value else "store_true")
         elif typing.get_origin(kind) is tuple:

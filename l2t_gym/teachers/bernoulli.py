@@ -340,7 +340,12 @@ def _input_columns(names: tuple[str, ...], inputs: Sequence[str] | None) -> list
     if not wanted or len(set(wanted)) != len(wanted) or unknown:
         raise ValueError(
             f"inputs must be distinct names of observation columns, at least one; got {wanted}"
-            + (f" ({unknown} are not columns; the columns: {list(names)})" if unknown else "")
+            + (
+                f" ({unknown} are not columns; the columns: {list(names)}; the optional ones "
+                "come from the env's extra_features)"
+                if unknown
+                else ""
+            )
         )
     return sorted(names.index(n) for n in wanted)
 

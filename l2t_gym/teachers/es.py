@@ -366,10 +366,11 @@ class ESTrainer:
         if list(state["feature_names"]) != list(self.teacher.layout):
             raise ValueError(f"{os.fspath(path)!r}: made for a different observation layout")
         # Checkpoints written before teachers had inputs read every column.
-        if list(state.get("inputs", state["feature_names"])) != list(self.teacher.inputs):
+        inputs = list(state.get("inputs", state["feature_names"]))
+        if inputs != list(self.teacher.inputs):
             raise ValueError(
-                f"{os.fspath(path)!r}: made for a teacher reading the columns "
-                f"{list(state['inputs'])}; this one reads {list(self.teacher.inputs)}"
+                f"{os.fspath(path)!r}: made for a teacher reading the columns {inputs}; this "
+                f"one reads {list(self.teacher.inputs)}"
             )
         es = state["es"]
         if int(getattr(es, "popsize", -1)) != self.popsize or len(es.mean) != self.es.N:

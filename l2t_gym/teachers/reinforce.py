@@ -412,10 +412,11 @@ class ReinforceTrainer:
         if list(state["feature_names"]) != list(self.teacher.layout):
             raise ValueError("checkpoint was made for a different observation layout")
         # Checkpoints written before teachers had inputs read every column.
-        if list(state.get("inputs", state["feature_names"])) != list(self.teacher.inputs):
+        inputs = list(state.get("inputs", state["feature_names"]))
+        if inputs != list(self.teacher.inputs):
             raise ValueError(
-                f"checkpoint was made for a teacher reading the columns {list(state['inputs'])}; "
-                f"this one reads {list(self.teacher.inputs)}"
+                f"checkpoint was made for a teacher reading the columns {inputs}; this one "
+                f"reads {list(self.teacher.inputs)}"
             )
         if state["config"]["seed"] != self.config.seed:
             raise ValueError(
