@@ -307,6 +307,7 @@ def test_a_student_that_does_not_train_is_left_exactly_as_it_was(small_images, h
 #: update (momentum not put back, a student trained that should not be) is off by far more.
 CASES = {
     "mlp on digits": ("digits", {}, {"rtol": 1e-5, "atol": 1e-6}),
+    "mlp on digits, plain sgd": ("digits", {"momentum": 0.0}, {"rtol": 1e-5, "atol": 1e-6}),
     "resnet with batchnorm and augmentation": (
         "cifar10",
         {"student": "resnet20", "batch_size": 6, "augment": True, "lr": 0.01},
