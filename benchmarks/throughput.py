@@ -57,6 +57,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--steps", type=int, default=200, help="timed single-env steps")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved overhead blocks")
+    ap.add_argument(
+        "--keep",
+        type=float,
+        default=1.0,
+        help="keep probability of the teacher driving the single and vector envs' rates "
+        "(default 1: keep-all; below 1 students train only when their pool is full)",
+    )
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default="benchmarks/out/throughput")
     args = ap.parse_args()
@@ -72,14 +79,15 @@ def main() -> None:
         env = L2TEnv(task, **common)
         env.reset(seed=0)
         m = env.batch_size
-        single = steps_per_second(env, args.steps, sync)
+        single = steps_per_second(env, args.steps, sync, args.keep)
         blocks = max(5, args.steps // 4)
         env_t, bare_t = interleaved(env, BareLoop(env.settings, 0), blocks, args.repeats, sync)
         ratio = statistics.median(env_t) / statistics.median(bare_t)
         print(f"\n{task} ({what}), student {env.student}, M={m}, eval every {env.eval_every}")
         print(
-            f"  single env: {single:.1f} teacher steps/s = student iterations/s (keep-all); "
-            f"env / bare loop {ratio:.3f}x"
+            f"  single env: {single:.1f} teacher steps/s"
+            + (" = student iterations/s (keep-all)" if args.keep == 1 else f" (keep {args.keep})")
+            + f"; env / bare loop {ratio:.3f}x (keep-all)"
         )
         print(
             f"  {'N':>4} {'teacher steps/s':>16} {'x single':>9} {'host MB/student':>16}"
@@ -92,7 +100,7 @@ def main() -> None:
                 base_mem = torch.cuda.memory_allocated()
             venv = L2TVectorEnv(n, task, **common)
             venv.reset(seed=0)
-            rate = n * steps_per_second(venv, max(5, args.steps // n), sync)
+            rate = n * steps_per_second(venv, max(5, args.steps // n), sync, args.keep)
             host = (resident_mb() - before) / n
             gpu = (torch.cuda.max_memory_allocated() - base_mem) / 2**20 / n if cuda else None
             rows.append((task, what, n, rate, rate / single, single, ratio, host, gpu))
@@ -119,9 +127,10 @@ def main() -> None:
                 "gpu_mb_per_student",
                 "device",
                 "threads",
+                "keep",
             ]
         )
-        w.writerows([(*r, args.device, args.threads) for r in rows])
+        w.writerows([(*r, args.device, args.threads, args.keep) for r in rows])
     plot(rows, out / "throughput.png", where)
     print(f"\nwrote {out / 'throughput.csv'} and {out / 'throughput.png'}")
 

@@ -113,11 +113,31 @@ def interleaved(env: gym.Env, bare: BareLoop, iters: int, repeats: int, sync: Sy
     return env_t, bare_t
 
 
-def steps_per_second(env: gym.Env | gym.vector.VectorEnv, steps: int, sync: Sync) -> float:
-    """Keep-all teacher steps per second (of the whole vector, for a vector env), after a
-    warm-up of a tenth as many."""
-    keep_all_steps(env, max(3, steps // 10))
-    return steps / timed(lambda: keep_all_steps(env, steps), sync)
+def steps_per_second(
+    env: gym.Env | gym.vector.VectorEnv, steps: int, sync: Sync, keep: float = 1.0
+) -> float:
+    """Teacher steps per second (of the whole vector, for a vector env), after a warm-up of a
+    tenth as many, with every candidate kept, or (``keep`` < 1) each kept with probability
+    ``keep`` (masks drawn before the clock starts, seeded): then a student trains only once
+    its pool holds M kept instances, and in a vector env only some students train at a step.
+
+    :raises ValueError: if ``keep`` is not in (0, 1].
+    """
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must lie in (0, 1], got {keep}")
+    warmup = max(3, steps // 10)
+    if keep == 1.0:
+        keep_all_steps(env, warmup)
+        return steps / timed(lambda: keep_all_steps(env, steps), sync)
+    rng = np.random.default_rng(0)
+    masks = rng.random((warmup + steps, *env.action_space.shape)) < keep
+
+    def play(some: np.ndarray) -> None:
+        for mask in some:
+            env.step(mask)
+
+    play(masks[:warmup])
+    return steps / timed(lambda: play(masks[warmup:]), sync)
 
 
 def synchronizer(device: str | torch.device) -> Sync:

@@ -3,6 +3,7 @@ tables, not measure anything."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from script_runner import run as run_script
 
@@ -24,6 +25,15 @@ def test_overhead_benchmark(tmp_path):
     out = run("benchmarks/overhead.py", "--iters", "5", "--repeats", "2", *extra, "--out", str(csv))
     assert "extra_features=loss_rank,margin_rank" in out and "loss_change" in out
     assert len(csv.read_text().splitlines()) == 3
+
+
+def test_throughput_benchmark_with_a_filtering_teacher(tmp_path):
+    args = ["--sizes", "1", "2", "--steps", "10", "--repeats", "1", "--keep", "0.3"]
+    out = run("benchmarks/throughput.py", *args, "--out", str(tmp_path))
+    assert "(keep 0.3)" in out and "x single" in out
+    rows = (tmp_path / "throughput.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].endswith(",keep") and rows[1].endswith(",0.3")
+    assert (tmp_path / "throughput.png").is_file()
 
 
 def test_gpu_check_runs_on_cpu(tmp_path):
@@ -80,3 +90,18 @@ def test_ray_scaling_benchmark(tmp_path):
     assert "ray, 1 worker" in out and "in process" in out and "round trip" in out
     rows = (tmp_path / "ray_scaling_digits.csv").read_text().splitlines()
     assert len(rows) == 3 and (tmp_path / "ray_scaling_digits.png").is_file()
+
+
+def test_steps_per_second_with_a_filtering_teacher_trains_less_often():
+    from l2t_gym import L2TEnv
+    from l2t_gym.speed import steps_per_second
+
+    env = L2TEnv("digits", device="cpu", tau=1.0, max_iters=10**6)
+    env.reset(seed=0)
+    assert steps_per_second(env, 30, lambda: None, keep=0.3) > 0
+    _, _, _, _, info = env.step(np.zeros(env.batch_size, dtype=bool))
+    # 3 warm-up + 30 timed + 1 steps shown, about a third of their instances kept.
+    assert info["teacher_step"] == 34 and 4 <= info["iteration"] <= 16
+    for keep in (0.0, 1.5):
+        with pytest.raises(ValueError, match="keep must lie in"):
+            steps_per_second(env, 2, lambda: None, keep)
