@@ -90,6 +90,9 @@ _DEFAULTS = {
         "teacher_inputs": ("margin", "loss_rank", "loss_vs_mean", "loss_change"),
         "init_keep": 0.5,
         "vector": True,
+        # One worker process per core of the 2-core machine it is sized for: a candidate's
+        # students run side by side in one, the next candidate's in the other.
+        "workers": 2,
         "env_args": {
             "extra_features": ("loss_rank", "loss_vs_mean", "loss_change"),
             "reward": "thresholds",
@@ -156,19 +159,21 @@ def demo(args: argparse.Namespace) -> int:
     print(f"trained teacher saved to {Path(cfg.out) / teacher_file(cfg)}")
     learned = {TEACHER_LABELS["l2t"]: trained.teacher}
     baselines = available_baselines(cfg)
-    with _bar(1 + len(baselines), args.quiet, "best settings, teacher fold", "baseline") as bar:
-        best, _ = best_settings(cfg, baselines, lambda _: bar.update(1))
-    # The probe run of the learned teacher, the heuristics, then the learned teacher again.
-    total = cfg.students * (1 + len(heuristics_at(1.0, best=best, baselines=baselines)) + 1)
-    with _bar(total, args.quiet) as bar:
-        results = compare_teachers(
-            cfg,
-            learned,
-            best=best,
-            baselines=baselines,
-            report_test=True,
-            progress=lambda *_: bar.update(1),
-        )
+    with make_executor(cfg, warm_up=True) as executor:
+        with _bar(1 + len(baselines), args.quiet, "best settings, teacher fold", "baseline") as bar:
+            best, _ = best_settings(cfg, baselines, lambda _: bar.update(1), executor)
+        # The probe run of the learned teacher, the heuristics, then the learned teacher again.
+        total = cfg.students * (1 + len(heuristics_at(1.0, best=best, baselines=baselines)) + 1)
+        with _bar(total, args.quiet) as bar:
+            results = compare_teachers(
+                cfg,
+                learned,
+                best=best,
+                baselines=baselines,
+                report_test=True,
+                progress=lambda *_: bar.update(1),
+                executor=executor,
+            )
     _report(cfg, results, against=TEACHER_LABELS["l2t"])
     return 0
 
@@ -372,7 +377,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         demo,
         "the main job on Digits, offline: train, then compare teachers",
-        [*TRAINING, "students", "env_args", "sweep_students", "ratios", *ES_OPTIONS],
+        [*TRAINING, "students", "env_args", "sweep_students", "ratios", *ES_OPTIONS, "workers"],
     )
     t = command(
         "train",

@@ -299,7 +299,7 @@ def test_teacher_inputs_none_or_a_bare_flag_read_every_column():
 
     assert ExperimentConfig(teacher_inputs=None).teacher_inputs == ()
     # The demo's default reads four columns; a bare --teacher-inputs gives the paper's teacher.
-    demo = ["demo", "--algo", "ppo", "--no-vector", "--teacher-hidden", "12"]
+    demo = ["demo", "--algo", "ppo", "--no-vector", "--teacher-hidden", "12", "--workers", "1"]
     cfg = _config(_parser().parse_args([*demo, "--teacher-inputs"]))
     assert cfg.teacher_inputs == () and cfg.algo == "ppo"
     with pytest.raises(ValueError, match="teacher_inputs does not apply to algo='ppo'"):

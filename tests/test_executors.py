@@ -116,7 +116,8 @@ def test_env_specs_are_equal_by_value_and_build_one_env_or_side_by_side():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"workers": 2}, "workers=2 needs ray_address"),
+        ({"workers": 0}, "workers must be a positive integer"),
+        ({"workers": 2, "algo": "ppo"}, "workers does not apply to algo='ppo'"),
         ({"gpus_per_worker": 1.0}, "gpus_per_worker=1.0 needs ray_address"),
         ({"ray_address": ""}, "ray_address must be"),
         ({"ray_address": "local", "workers": 0}, "workers must be a positive integer"),

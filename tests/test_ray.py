@@ -13,13 +13,19 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 
 ray = pytest.importorskip("ray")
 
+from executor_checks import (  # noqa: E402
+    assert_same_results,
+    assert_same_run,
+    teachers_to_compare,
+    weights,
+)
+
 from l2t_gym.evaluation import evaluate  # noqa: E402
 from l2t_gym.experiment import EnvSpec, ExperimentConfig  # noqa: E402
-from l2t_gym.teachers import BernoulliTeacher, InfoBatch, LossRank, NoTeach  # noqa: E402
+from l2t_gym.teachers import BernoulliTeacher, NoTeach  # noqa: E402
 from l2t_gym.teachers.es import ESConfig, ESTrainer  # noqa: E402
 from l2t_gym.teachers.executors import EpisodeJob, InProcessExecutor  # noqa: E402
 from l2t_gym.teachers.ray_executor import LOOPBACK, RayExecutor, connect  # noqa: E402
@@ -62,10 +68,6 @@ def two_workers(ray_local):
         yield executor
 
 
-def weights(teacher):
-    return [p.detach().clone() for p in teacher.policy.parameters()]
-
-
 def reinforce(executor, episodes=6, checkpoint_dir=None, resume=False, **config):
     teacher = BernoulliTeacher(NAMES, seed=0)
     settings = {"episodes": episodes, "students_per_update": 3, "lr": 0.05, "seed": 4, **config}
@@ -79,13 +81,6 @@ def reinforce(executor, episodes=6, checkpoint_dir=None, resume=False, **config)
     if resume:
         trainer.resume()
     return trainer.train(), weights(teacher)
-
-
-def assert_same_run(a, b):
-    (history_a, weights_a), (history_b, weights_b) = a, b
-    assert history_a == history_b
-    for x, y in zip(weights_a, weights_b, strict=True):
-        assert torch.equal(x, y)
 
 
 def test_local_ray_runs_on_the_loopback_address_without_a_dashboard(ray_local):
@@ -162,24 +157,9 @@ def test_a_worker_killed_mid_update_is_restarted_and_the_run_is_unchanged(tmp_pa
 
 
 def test_a_comparison_on_two_workers_equals_the_one_in_process(two_workers):
-    student = EnvSpec(CFG, "student")
-    teachers = {
-        "NoTeach": NoTeach(),
-        "LossRank": LossRank(0.5),
-        "InfoBatch": InfoBatch(0.5),
-        "L2T": BernoulliTeacher(NAMES, init_keep=0.6, seed=0),
-    }
-    seeds = [5, 6, 7]
-    ours = evaluate(student, teachers, seeds)
-    theirs = evaluate(student, teachers, seeds, executor=two_workers)
-    assert list(ours) == list(theirs)
-
-    def timeless(r):  # as text: NaN test accuracies are equal there
-        curve = [p._replace(seconds=0.0) for p in r.curve]
-        return repr(dataclasses.replace(r, seconds=0.0, curve=curve))
-
-    for name in teachers:
-        assert [timeless(r) for r in ours[name]] == [timeless(r) for r in theirs[name]], name
+    student, teachers = EnvSpec(CFG, "student"), teachers_to_compare(NAMES)
+    ours = evaluate(student, teachers, [5, 6, 7])
+    assert_same_results(ours, evaluate(student, teachers, [5, 6, 7], executor=two_workers))
 
 
 def test_a_job_on_an_unknown_env_is_refused_naming_the_envs(one_worker):

@@ -155,9 +155,10 @@ class ExperimentConfig:
     HOST:PORT; None: in this process. The results are the in-process ones (on CPU), but for
     the seconds."""
     workers: int = 1
-    """Ray workers (actors) running whole episodes, threads torch threads each; needs
-    ray_address. More than the episodes run at a time leaves some idle (README "Running on a
-    cluster")."""
+    """Processes running whole episodes, threads torch threads each: Ray workers (actors) with
+    ray_address, else local worker processes (the standard library's concurrent.futures; one
+    per core uses a machine without Ray). More than the episodes run at a time leaves some idle
+    (README "Running on a cluster")."""
     gpus_per_worker: float = 0.0
     """GPUs Ray reserves for each worker (fractions share one); needs ray_address."""
     ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
@@ -265,17 +266,16 @@ class ExperimentConfig:
             raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
         if not (math.isfinite(self.gpus_per_worker) and self.gpus_per_worker >= 0):
             raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
-        if self.ray_address is None:
-            for name, idle in (("workers", 1), ("gpus_per_worker", 0.0)):
-                if getattr(self, name) != idle:
-                    raise ValueError(
-                        f"{name}={getattr(self, name)} needs ray_address (--ray-address local, "
-                        "auto or HOST:PORT); without it episodes run in this process"
-                    )
-        elif self.algo == "ppo":
+        if self.ray_address is None and self.gpus_per_worker != 0.0:
             raise ValueError(
-                "ray_address does not apply to algo='ppo': PPO collects its rollouts in this "
-                "process (REINFORCE and ES run on Ray workers)"
+                f"gpus_per_worker={self.gpus_per_worker} needs ray_address (--ray-address "
+                "local, auto or HOST:PORT); local worker processes use the device given"
+            )
+        if self.algo == "ppo" and (self.ray_address is not None or self.workers != 1):
+            which = "ray_address" if self.ray_address is not None else "workers"
+            raise ValueError(
+                f"{which} does not apply to algo='ppo': PPO collects its rollouts in this "
+                "process (REINFORCE and ES run on workers)"
             )
 
     @property

@@ -129,16 +129,22 @@ def env_factory(cfg: ExperimentConfig, fold: str, **overrides: Any) -> EnvSpec:
 
 
 def make_executor(cfg: ExperimentConfig, warm_up: bool = False) -> Executor:
-    """Where the experiment's episodes run: in this process, or on ``cfg.workers`` Ray workers
-    at ``cfg.ray_address`` (:class:`~l2t_gym.teachers.ray_executor.RayExecutor`, ``cfg.threads``
+    """Where the experiment's episodes run: in this process, on ``cfg.workers`` local processes
+    (:class:`~l2t_gym.teachers.process_executor.ProcessExecutor`, ``cfg.threads`` torch threads
+    each) when there is no ``cfg.ray_address``, or on ``cfg.workers`` Ray workers at
+    ``cfg.ray_address`` (:class:`~l2t_gym.teachers.ray_executor.RayExecutor`, ``cfg.threads``
     torch threads and ``cfg.gpus_per_worker`` GPUs each). Close it when done (a context
     manager).
 
     :param warm_up: warm every env up at its first use (for wall-clock comparisons).
     :raises ImportError: with ``cfg.ray_address`` when Ray is not installed.
     """
-    if cfg.ray_address is None:
+    if cfg.ray_address is None and cfg.workers == 1:
         return InProcessExecutor({}, warm_up=warm_up)
+    if cfg.ray_address is None:
+        from l2t_gym.teachers.process_executor import ProcessExecutor
+
+        return ProcessExecutor(workers=cfg.workers, threads=cfg.threads, warm_up=warm_up)
     from l2t_gym.teachers.ray_executor import RayExecutor  # Ray: on this route only
 
     return RayExecutor(

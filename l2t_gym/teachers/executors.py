@@ -4,15 +4,17 @@ Every training algorithm (REINFORCE, CMA-ES) and every comparison hands out its 
 :class:`EpisodeJob` s, one teacher teaching some students with given env and teacher seeds, on
 one of the executor's named envs, and gets back per job one :class:`EpisodeOutcome` per
 student, in order (Stable-Baselines3's split of rollout and update, with the rollout behind an
-interface). Two executors:
+interface). Three executors:
 
 * :class:`InProcessExecutor`: in this process, on one env or side by side in a vector env
   (``gym.make_vec``, the native :class:`~l2t_gym.vector.L2TVectorEnv`): what the package did
   before executors existed, step for step.
+* :class:`l2t_gym.teachers.process_executor.ProcessExecutor`: on local worker processes (the
+  standard library's ``concurrent.futures``), every core of one machine without Ray.
 * :class:`l2t_gym.teachers.ray_executor.RayExecutor`: on Ray actors, each with its own envs
   built from picklable env specs (the optional ``ray`` extra).
 
-Both run a job with the same function, :func:`run_job`, and an episode's outcome depends only
+All run a job with the same function, :func:`run_job`, and an episode's outcome depends only
 on the teacher's parameters and the episode's two seeds, so on CPU what an algorithm learns does
 not depend on the executor or on how many workers it has.
 
