@@ -113,21 +113,17 @@ class StackedStudents:
     def step(self, logits: torch.Tensor, y: torch.Tensor, who: np.ndarray) -> torch.Tensor:
         if self._some is not None:
             return self._step_some(logits, y, who)
-        n, m = y.shape
-        # In float32 whatever the forward's precision, as ModuleStudents computes it.
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
-        losses = losses.view(n, m).mean(1)
+        losses = _mean_losses(logits, y)
         params = list(self.params.values())
         everyone = bool(who.all())  # the common case (keep-all) needs no masking
         mask = None if everyone else to_device_async(who, self.device)
         total = losses.sum() if mask is None else (losses * mask).sum()
         grads = list(torch.autograd.grad(total, params))
-        momenta = list(self.momentum.values())
         with torch.no_grad():
             if mask is None:
-                self._sgd_step(params, grads, momenta)
+                self._sgd_step(params, grads, list(self.momentum.values()))
             else:
-                self._sgd_step_some(params, grads, momenta, who)
+                self._sgd_step_some(grads, who)
         return losses.detach() if mask is None else torch.where(mask, losses.detach(), 0.0)
 
     def _step_some(self, logits: torch.Tensor, y: torch.Tensor, who: np.ndarray) -> torch.Tensor:
@@ -137,21 +133,11 @@ class StackedStudents:
         self._some = None
         if not np.array_equal(rows, who):
             raise RuntimeError(f"step for students {who} after a forward of students {rows}")
-        y = y.index_select(0, idx)
-        r, m = y.shape
-        losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
-        losses = losses.view(r, m).mean(1)
+        losses = _mean_losses(logits, y.index_select(0, idx))
         params = list(some.values())
         grads = list(torch.autograd.grad(losses.sum(), params))
         with torch.no_grad():
-            momenta = [b.index_select(0, idx) for b in self.momentum.values()]
-            self._sgd_step(params, grads, momenta)
-            for whole, new, b, new_b in zip(
-                self.params.values(), params, self.momentum.values(), momenta, strict=True
-            ):
-                whole.index_copy_(0, idx, new)
-                if self._sgd["momentum"]:
-                    b.index_copy_(0, idx, new_b)
+            self._step_rows(idx, params, grads)
         return torch.zeros(self.n, device=losses.device).index_copy_(0, idx, losses.detach())
 
     def _sgd_step(self, params: list, grads: list, momenta: list) -> None:
@@ -161,19 +147,25 @@ class StackedStudents:
         buffers = momenta if self._sgd["momentum"] else [None] * len(params)
         sgd(params, grads, buffers, foreach=True, **self._sgd)
 
-    def _sgd_step_some(self, params: list, grads: list, momenta: list, who: np.ndarray) -> None:
+    def _sgd_step_some(self, grads: list, who: np.ndarray) -> None:
         """The SGD step for the students in ``who`` (bool (N,)) only: their rows are gathered,
         stepped and written back, so the others' parameters and momentum are never touched and
         the work is in proportion to the students that train (at a keep ratio of 0.1 most steps
         train one or two students of eight; stepping all and putting the rest back cost MNIST's
         vector env three times the single env's time per run)."""
         rows = to_device_async(np.flatnonzero(who), self.device)
-        some = [p.index_select(0, rows) for p in params]
-        some_grads = [g.index_select(0, rows) for g in grads]
-        some_momenta = [b.index_select(0, rows) for b in momenta]
-        self._sgd_step(some, some_grads, some_momenta)
-        for p, new_p, b, new_b in zip(params, some, momenta, some_momenta, strict=True):
-            p.index_copy_(0, rows, new_p)
+        some = [p.index_select(0, rows) for p in self.params.values()]
+        self._step_rows(rows, some, [g.index_select(0, rows) for g in grads])
+
+    def _step_rows(self, rows: torch.Tensor, params: list, grads: list) -> None:
+        """SGD on the students ``rows`` (indices on the device), given their parameters and
+        gradients gathered from the stacked tensors; written back with their momentum."""
+        momenta = [b.index_select(0, rows) for b in self.momentum.values()]
+        self._sgd_step(params, grads, momenta)
+        for whole, new, b, new_b in zip(
+            self.params.values(), params, self.momentum.values(), momenta, strict=True
+        ):
+            whole.index_copy_(0, rows, new)
             if self._sgd["momentum"]:
                 b.index_copy_(0, rows, new_b)
 
@@ -203,3 +195,11 @@ class StackedStudents:
 
     def _one(self, params, buffers, x):
         return functional_call(self._base, (params, buffers), (x,))
+
+
+def _mean_losses(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each student's mean cross-entropy, (S,), from logits (S, B, C) and labels (S, B); in
+    float32 whatever the forward's precision, as ModuleStudents computes it."""
+    s, b = y.shape
+    losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none")
+    return losses.view(s, b).mean(1)

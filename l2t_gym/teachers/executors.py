@@ -151,6 +151,46 @@ def run_job(env: Any, job: EpisodeJob) -> list[EpisodeOutcome]:
     return outcomes
 
 
+def split_jobs(
+    jobs: Sequence[EpisodeJob], size: Callable[[str], int]
+) -> list[tuple[int, int, EpisodeJob]]:
+    """How a worker executor cuts jobs into tasks: each job into runs of as many episodes as
+    its env trains side by side (``size(job.env)``; one for a single env), so that students
+    that reach tau early free their worker early.
+
+    :return: per task, (its job's index, its first episode there, the task as an
+        :meth:`EpisodeJob.part` of the job).
+    :raises KeyError: from ``size``, for a job on an unknown env, before any task is made.
+    """
+    sizes = [size(job.env) for job in jobs]
+    return [
+        (i, start, job.part(start, start + n))
+        for i, (job, n) in enumerate(zip(jobs, sizes, strict=True))
+        for start in range(0, len(job.env_seeds), n)
+    ]
+
+
+class Gathered:
+    """Tasks' outcomes put back in their jobs' order as they arrive, ``on_done`` called with a
+    job's outcomes once all its episodes are in (what a worker executor's ``run`` returns)."""
+
+    def __init__(
+        self,
+        jobs: Sequence[EpisodeJob],
+        on_done: Callable[[int, list[EpisodeOutcome]], None] | None = None,
+    ) -> None:
+        self.outcomes: list[list[Any]] = [[None] * len(j.env_seeds) for j in jobs]
+        self._missing = [len(j.env_seeds) for j in jobs]
+        self._on_done = on_done
+
+    def put(self, job: int, start: int, outcomes: list[EpisodeOutcome]) -> None:
+        """The outcomes of job ``job``'s episodes ``start``, ``start + 1``, ..."""
+        self.outcomes[job][start : start + len(outcomes)] = outcomes
+        self._missing[job] -= len(outcomes)
+        if self._missing[job] == 0 and self._on_done is not None:
+            self._on_done(job, self.outcomes[job])
+
+
 def warm_up(env: Any, steps: int = 3) -> None:
     """A few untimed keep-all steps, so that one-time costs (loading the data, fitting the
     irreducible losses, first kernel calls) are not charged to the seconds of whichever

@@ -27,8 +27,10 @@ from l2t_gym.teachers.executors import (
     EpisodeJob,
     EpisodeOutcome,
     Executor,
+    Gathered,
     InProcessExecutor,
     run_job,
+    split_jobs,
 )
 
 __all__ = ["ProcessExecutor"]
@@ -101,22 +103,15 @@ class ProcessExecutor(Executor):
     ) -> list[list[EpisodeOutcome]]:
         if self._pool is None:
             raise RuntimeError("this ProcessExecutor is closed; build another")
-        sizes = [self.num_envs(job.env) for job in jobs]  # a KeyError before any work
         specs = dict(self.envs)
-        tasks = {}
-        for i, (job, size) in enumerate(zip(jobs, sizes, strict=True)):
-            for start in range(0, len(job.env_seeds), size):
-                stop = min(start + size, len(job.env_seeds))
-                tasks[self._pool.submit(_run, specs, job.part(start, stop))] = (i, start, stop)
-        outcomes: list[list[EpisodeOutcome | None]] = [[None] * len(j.env_seeds) for j in jobs]
-        missing = [len(j.env_seeds) for j in jobs]
+        tasks = {
+            self._pool.submit(_run, specs, part): (i, start)
+            for i, start, part in split_jobs(jobs, self.num_envs)  # a KeyError before any work
+        }
+        gathered = Gathered(jobs, on_done)
         for future in as_completed(tasks):
-            i, start, stop = tasks[future]
-            outcomes[i][start:stop] = future.result()
-            missing[i] -= stop - start
-            if missing[i] == 0 and on_done is not None:
-                on_done(i, outcomes[i])  # type: ignore[arg-type]  # complete
-        return outcomes  # type: ignore[return-value]  # every slot filled
+            gathered.put(*tasks[future], future.result())
+        return gathered.outcomes
 
     def close(self) -> None:
         """Stop the workers."""

@@ -49,8 +49,10 @@ from l2t_gym.teachers.executors import (
     EpisodeJob,
     EpisodeOutcome,
     Executor,
+    Gathered,
     InProcessExecutor,
     run_job,
+    split_jobs,
 )
 
 __all__ = ["RayExecutor", "connect"]
@@ -303,34 +305,23 @@ class RayExecutor(Executor):
         ray = self._ray
         if not self.actors:
             raise RuntimeError("this RayExecutor is closed; build another")
-        for job in jobs:
-            self.num_envs(job.env)  # a KeyError naming the envs, before any work
+        tasks = split_jobs(jobs, self.num_envs)  # a KeyError naming the envs, before any work
         specs = ray.put(self._versioned())
         # One object per teacher: its weights travel once per run, however many tasks use it.
         teachers: dict[int, Any] = {}
-        # One task per worker-env's worth of a job's episodes: (job, first, stop, teacher, part).
-        tasks: list[tuple[int, int, int, Any, EpisodeJob]] = []
-        for i, job in enumerate(jobs):
+        for job in jobs:
             if id(job.teacher) not in teachers:
                 teachers[id(job.teacher)] = ray.put(job.teacher)
-            size = self.num_envs(job.env)
-            for start in range(0, len(job.env_seeds), size):
-                stop = min(start + size, len(job.env_seeds))
-                part = dataclasses.replace(job.part(start, stop), teacher=None)
-                tasks.append((i, start, stop, teachers[id(job.teacher)], part))
-        outcomes: list[list[EpisodeOutcome | None]] = [[None] * len(j.env_seeds) for j in jobs]
-        missing = [len(j.env_seeds) for j in jobs]
 
         def submit(actor: Any, k: int) -> Any:
-            return actor.run.remote(k, specs, *tasks[k][3:])
+            i, _, part = tasks[k]
+            teacher = teachers[id(jobs[i].teacher)]
+            return actor.run.remote(k, specs, teacher, dataclasses.replace(part, teacher=None))
 
+        gathered = Gathered(jobs, on_done)
         for k, done in self._pool.map_unordered(submit, range(len(tasks))):
-            i, start, stop = tasks[k][:3]
-            outcomes[i][start:stop] = done
-            missing[i] -= stop - start
-            if missing[i] == 0 and on_done is not None:
-                on_done(i, outcomes[i])  # type: ignore[arg-type]  # complete
-        return outcomes  # type: ignore[return-value]  # every slot filled
+            gathered.put(*tasks[k][:2], done)
+        return gathered.outcomes
 
     def close(self) -> None:
         """Stop the workers (Ray itself keeps running for the rest of the process)."""
