@@ -92,6 +92,34 @@ def test_ray_scaling_benchmark(tmp_path):
     assert len(rows) == 3 and (tmp_path / "ray_scaling_digits.png").is_file()
 
 
+def test_candidate_cost_benchmark_fits_its_own_runs(tmp_path):
+    seeds = ["--seeds", "0", "1", "2", "3", "4", "5"]
+    teacher = ["--teacher", "rand", "--teacher-arg", "keep_prob=0.3"]
+    args = [*teacher, *seeds, "--env-arg", "max_iters=30", "--out", str(tmp_path)]
+    out = run("benchmarks/candidate_cost.py", *args)
+    assert "candidate_cost = b / a" in out and "1 thread(s)" in out
+    lines = (tmp_path / "runs.csv").read_text().splitlines()
+    assert lines[0] == "teacher,seed,iterations,candidate_batches,seconds,tau"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [r[0] for r in rows] == ["teacher", "NoTeach"] * 6
+    taught = np.array([[float(r[2]), float(r[3]), float(r[4])] for r in rows if r[0] == "teacher"])
+    (a, b), *_ = np.linalg.lstsq(taught[:, :2], taught[:, 2], rcond=None)
+    assert f"candidate_cost = b / a = **{b / a:.3f}**" in (tmp_path / "summary.md").read_text()
+    # NoTeach shows one candidate batch per iteration in every run: no fit can split the costs.
+    proc = run_script(
+        "benchmarks/candidate_cost.py",
+        "--teacher",
+        "noteach",
+        *seeds[:3],
+        "--env-arg",
+        "max_iters=10",
+        "--out",
+        str(tmp_path),
+        expect=1,
+    )
+    assert "cannot be told apart" in proc.stderr
+
+
 def test_steps_per_second_with_a_filtering_teacher_trains_less_often():
     from l2t_gym import L2TEnv
     from l2t_gym.speed import steps_per_second
