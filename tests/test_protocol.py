@@ -124,6 +124,11 @@ def test_replicate_gives_each_training_seed_its_folder_and_the_same_students(tmp
         ("t/seed_4.safetensors", ["native=n/4/teacher.safetensors", "spl=spl"]),
         ("t/seed_5.safetensors", ["native=n/5/teacher.safetensors", "spl=spl"]),
     ]
+    # A warm start per training seed (e.g. each seed's teacher from another reward).
+    starts = []
+    cfg = ExperimentConfig(students=3, init_teacher="w/{train_seed}.safetensors", out=str(tmp_path))
+    replicate(cfg, [4, 5], lambda c: starts.append(c.init_teacher) or run(c))
+    assert starts == ["w/4.safetensors", "w/5.safetensors"]
     with pytest.raises(ValueError, match="train_seeds"):
         replicate(cfg, [1, 1], run)
     with pytest.raises(ValueError, match="train_seeds"):

@@ -70,7 +70,9 @@ class ExperimentConfig:
     """A saved teacher to compare instead of training one (.safetensors, or an SB3 .zip); in
     a comparison replicated over training seeds, ``{train_seed}`` in it names one per seed."""
     init_teacher: str | None = None
-    """A saved BernoulliTeacher to start REINFORCE from (a warm start, e.g. another task's)."""
+    """A saved BernoulliTeacher to start REINFORCE or ES from (a warm start, e.g. another
+    task's, or one trained under another reward); in a comparison replicated over training
+    seeds, ``{train_seed}`` in it names one per seed."""
     extra: list[str] = field(default_factory=list)
     """More teachers to compare as learned ones, as NAME=SPEC: a .safetensors BernoulliTeacher,
     an SB3 .zip whose policy is ``l2t_gym.sb3.InstancePolicy`` (unpickled: from a trusted source

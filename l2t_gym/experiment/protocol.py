@@ -138,9 +138,10 @@ def replicate(
     """:func:`run_comparison` once per training seed, into ``<cfg.out>/train_seed_<S>``, every
     one on the same student seeds.
 
-    ``{train_seed}`` in ``cfg.teacher`` or in an item of ``cfg.extra`` names one saved teacher
-    per training seed (e.g. ``runs/digits/train_seed_{train_seed}/teacher.safetensors``: a
-    transfer, replicated); without it, the same teacher serves every run.
+    ``{train_seed}`` in ``cfg.teacher``, ``cfg.init_teacher`` or an item of ``cfg.extra``
+    names one saved teacher per training seed (e.g.
+    ``runs/digits/train_seed_{train_seed}/teacher.safetensors``: a transfer, or a warm start,
+    replicated); without it, the same teacher serves every run.
 
     :param train_seeds: at least one, no repeats.
     :param run: the comparison of one training seed (a test may pass its own).
@@ -154,10 +155,13 @@ def replicate(
     runs = {}
     for s in seeds:
         teacher = cfg.teacher and cfg.teacher.replace("{train_seed}", str(s))
+        init = cfg.init_teacher and cfg.init_teacher.replace("{train_seed}", str(s))
         extra = [spec.replace("{train_seed}", str(s)) for spec in cfg.extra]
         folder = str(out / f"train_seed_{s}")
         runs[s] = run(
-            dataclasses.replace(cfg, train_seed=s, teacher=teacher, extra=extra, out=folder)
+            dataclasses.replace(
+                cfg, train_seed=s, teacher=teacher, init_teacher=init, extra=extra, out=folder
+            )
         )
     return runs
 
