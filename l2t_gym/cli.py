@@ -69,7 +69,16 @@ TRAINING = (
 #: The teacher-training algorithm and CMA-ES's and PPO's options of ``train`` (fields of
 #: ExperimentConfig).
 RAY_OPTIONS = ("ray_address", "workers", "gpus_per_worker")
-ES_OPTIONS = ("algo", "es_popsize", "es_sigma", "es_students", "ppo_n_steps", "ppo_batch_size")
+ES_OPTIONS = (
+    "algo",
+    "es_popsize",
+    "es_sigma",
+    "es_students",
+    "es_select_last",
+    "es_select_students",
+    "ppo_n_steps",
+    "ppo_batch_size",
+)
 # The command's own defaults where they differ from the benchmarks' (ExperimentConfig's).
 _DEFAULTS = {
     # The best recipe of RESULTS.md that fits in 3 minutes on 2 CPU cores ("Digits, scale-free
@@ -284,7 +293,10 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     done = trained.episodes - trained.resumed_episodes
     resumed = f" ({done} in this run)" if trained.resumed_from is not None else ""
     if es:
-        last = trained.history[-1] if n else None
+        final = trained.history[-1] if n else {}
+        selection = final if "selected_generation" in final else None
+        n -= selection is not None
+        last = trained.history[n - 1] if n else None
         print(
             f"trained {n} generations ({trained.episodes} episodes{resumed}) by CMA-ES in "
             f"{trained.seconds:.1f}s"
@@ -292,6 +304,12 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
                 f"; last generation: mean reward {last['mean_fitness']:.3f}, keep ratio "
                 f"{last['keep_ratio']:.2f}, sigma {last['sigma']:.3f}"
                 if last
+                else ""
+            )
+            + (
+                f"; kept generation {selection['selected_generation']}'s mean (reward "
+                f"{selection['best_fitness']:.3f} on {cfg.es_select_students} fresh students)"
+                if selection
                 else ""
             )
         )

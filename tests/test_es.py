@@ -19,6 +19,7 @@ from l2t_gym.teachers.es import (  # noqa: E402
     ESTrainer,
     checkpoint_files,
     student_seed,
+    validation_seed,
 )
 
 DIGITS = {"device": "cpu", "fold": "teacher", "max_iters": 20, "tau": 0.5}
@@ -211,6 +212,8 @@ def test_es_learns_the_known_rule_on_the_synthetic_env():
         ({"sigma0": float("nan")}, "sigma0"),
         ({"students": 0}, "students"),
         ({"checkpoint_every": -1}, "checkpoint_every"),
+        ({"select_last": -1}, "select_last"),
+        ({"select_students": 0}, "select_students"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(bad, field):
@@ -275,12 +278,30 @@ def test_cli_trains_by_es_and_the_teacher_loads(tmp_path):
     assert [r["episodes"] for r in rows] == ["8", "16"] and "sigma" in rows[0]
 
 
+def test_cli_reports_the_selection_and_the_curve_marks_it(tmp_path):
+    import csv
+
+    from script_runner import run as run_script
+
+    args = ["train", "L2T-Digits-v0", "--algo", "es", "--episodes", "18", "--es-popsize", "4"]
+    args += ["--es-students", "2", "--es-select-last", "1", "--es-select-students", "2"]
+    args += ["--device", "cpu", "--quiet", "--out", str(tmp_path)]
+    out = run_script("-m", "l2t_gym", *args, "--env-arg", "max_iters=20").stdout
+    assert "trained 2 generations (18 episodes) by CMA-ES" in out
+    assert "kept generation 1's mean" in out
+    rows = list(csv.DictReader((tmp_path / "training.csv").open()))
+    assert [r["episodes"] for r in rows] == ["8", "16", "18"]
+    assert [r["selected_generation"] for r in rows] == ["", "", "1"]
+
+
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
         ({"algo": "dqn"}, "algo"),
         ({"es_sigma": -1.0}, "es_sigma"),
         ({"es_students": 0}, "es_students"),
+        ({"es_select_last": -2}, "es_select_last"),
+        ({"es_select_students": 0}, "es_select_students"),
         ({"teacher_inputs": ("loss", "loss")}, "teacher_inputs must be distinct"),
         ({"teacher_inputs": "margin"}, "teacher_inputs must be a sequence .* 'margin'"),
         ({"teacher_inputs": ("loss",), "init_teacher": "t.safetensors"}, "teacher_inputs"),
@@ -304,3 +325,73 @@ def test_teacher_inputs_none_or_a_bare_flag_read_every_column():
     assert cfg.teacher_inputs == () and cfg.algo == "ppo"
     with pytest.raises(ValueError, match="teacher_inputs does not apply to algo='ppo'"):
         _config(_parser().parse_args(demo))
+
+
+def selecting_trainer(folder=None, checkpoint_every=0):
+    # 4 generations of 4 candidates x 2 students, then 3 means x 2 fresh students.
+    env = Recorder(SyntheticTeachingEnv())
+    teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=0)
+    config = ESConfig(
+        episodes=4 * 8 + 6,
+        popsize=4,
+        students=2,
+        seed=3,
+        select_last=3,
+        select_students=2,
+        checkpoint_every=checkpoint_every,
+    )
+    return env, teacher, ESTrainer(env, teacher, config, checkpoint_dir=folder)
+
+
+def test_the_selection_keeps_the_mean_with_the_best_reward_on_fresh_students():
+    env, teacher, trainer = selecting_trainer()
+    assert trainer.generations == 4  # the selection's 6 runs come out of the 38
+    history = trainer.train()
+    assert [r["generation"] for r in history] == [0, 1, 2, 3, 4]
+    assert trainer.generations_done == 4 and trainer.selected and trainer.episodes_done == 38
+    # The three means teach the same two fresh students, none of a generation's.
+    assert env.seeds[32:] == [validation_seed(3, 0), validation_seed(3, 1)] * 3
+    assert not set(env.seeds[32:]) & set(env.seeds[:32])
+    record = history[-1]
+    returns = np.array(env.returns[32:]).reshape(3, 2)
+    np.testing.assert_allclose(record["fitness"], returns.mean(axis=1))
+    assert len(set(record["fitness"])) > 1  # the means differ: the choice is a real test
+    best = int(np.argmax(record["fitness"][::-1]))
+    best = 2 - best  # the later generation on a tie
+    assert record["selected_generation"] == 1 + best
+    assert record["best_fitness"] == max(record["fitness"])
+    np.testing.assert_allclose(trainer.parameters(), trainer.means[1 + best], rtol=1e-6)
+    np.testing.assert_allclose(trainer.means[-1], trainer.es.result.xfavorite)
+
+
+def test_a_run_with_selection_resumes_exactly_and_does_not_select_twice(tmp_path):
+    _, full_teacher, full = selecting_trainer(tmp_path / "a", checkpoint_every=8)
+    history = full.train()
+    names = [p.name for p in checkpoint_files(tmp_path / "a")]
+    assert names[0] == "es-checkpoint-000038.pkl"  # written after the selection
+    # Interrupted after two generations: resume from there.
+    (tmp_path / "b").mkdir()
+    for name in names:
+        if int(name[14:20]) <= 16:
+            (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    _, teacher, resumed = selecting_trainer(tmp_path / "b", checkpoint_every=8)
+    resumed.resume()
+    assert resumed.train() == history
+    for a, b in zip(weights(full_teacher), weights(teacher), strict=True):
+        assert torch.equal(a, b)
+    # Resumed after the selection: nothing more runs.
+    env, teacher, done = selecting_trainer(tmp_path / "a", checkpoint_every=8)
+    done.resume()
+    assert done.train() == history and env.seeds == []
+    for a, b in zip(weights(full_teacher), weights(teacher), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_budget_without_room_for_the_selection_is_refused_naming_it():
+    env, teacher, _ = synthetic_trainer()
+    config = ESConfig(episodes=8 + 5, popsize=4, students=2, select_last=1, select_students=6)
+    with pytest.raises(ValueError, match="select_last 1 x select_students 6"):
+        ESTrainer(env, teacher, config)
+    config = ESConfig(episodes=2 * 8 + 6, popsize=4, students=2, select_last=3, select_students=2)
+    with pytest.raises(ValueError, match="3 generation"):
+        ESTrainer(env, teacher, config)

@@ -129,6 +129,12 @@ class ExperimentConfig:
     """ES: CMA-ES's initial step size, in parameter units."""
     es_students: int = 4
     """ES: students every candidate of a generation teaches (the same seeds for all)."""
+    es_select_last: int = 0
+    """ES: after the last generation, the means of the last this many generations each teach
+    es_select_students fresh students of the teacher fold and the teacher keeps the best (0:
+    the last mean). Beyond the paper; the runs come out of episodes."""
+    es_select_students: int = 32
+    """ES: students each mean of the final selection teaches (with es_select_last)."""
     ppo_n_steps: int = 256
     """PPO: teacher steps (candidate batches) per rollout, one policy update each (>= 2)."""
     ppo_batch_size: int = 64
@@ -347,12 +353,20 @@ class ExperimentConfig:
             "students": self.es_students,
             "seed": self.train_seed,
             "checkpoint_every": self.checkpoint_every,
+            "select_last": self.es_select_last,
+            "select_students": self.es_select_students,
         }
         try:
             return ESConfig(**{**settings, **overrides})
         except ValueError as err:  # ESConfig names its own field; say ours
             message = str(err)
-            for theirs, ours in (("popsize", "es_popsize"), ("sigma0", "es_sigma")):
+            renames = (
+                ("popsize", "es_popsize"),
+                ("sigma0", "es_sigma"),
+                ("select_last", "es_select_last"),
+                ("select_students", "es_select_students"),
+            )
+            for theirs, ours in renames:
                 message = message.replace(theirs + " ", ours + " ", 1)
             if message.startswith("students "):
                 message = "es_" + message

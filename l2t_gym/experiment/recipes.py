@@ -255,10 +255,15 @@ def episodes_done(record: Mapping[str, Any]) -> int:
 
 def _curve_csv(history: Sequence[Mapping[str, Any]]) -> str:
     """The scalar fields of the records as CSV (lists such as ES's per-candidate fitness are
-    left to the JSON)."""
+    left to the JSON); a field only some records have (ES's selected_generation) is a column
+    left empty in the others."""
     if not history:
         return ""
-    columns = [k for k, v in history[0].items() if not isinstance(v, (list, tuple, dict))]
+    columns = list(
+        dict.fromkeys(
+            k for r in history for k, v in r.items() if not isinstance(v, (list, tuple, dict))
+        )
+    )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -455,7 +460,13 @@ def training_printer(
         last_printed[0] = done
         if done // every == before // every and done < cfg.episodes:
             return
-        if cfg.algo == "es":  # one record per generation
+        if "selected_generation" in record:  # ES's final selection (es_select_last)
+            line = (
+                f"selection: generation {record['selected_generation']}'s mean, reward "
+                f"{record['best_fitness']:.3f} (the last {len(record['fitness'])} means: "
+                f"{record['mean_fitness']:.3f} on average)"
+            )
+        elif cfg.algo == "es":  # one record per generation
             line = (
                 f"generation {record['generation']}, mean reward {record['mean_fitness']:.3f}, "
                 f"best {record['best_fitness']:.3f}, sigma {record['sigma']:.3f}"

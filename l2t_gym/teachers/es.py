@@ -21,7 +21,12 @@ its own stream (:func:`sampling_seed`: run seed, generation, candidate, k).
 Which parameters the teacher keeps. After every generation (and so after training) the teacher
 holds the distribution's mean, cma's ``result.xfavorite``, not the best candidate evaluated: a
 best candidate's fitness is the maximum of noisy K-student means, biased upwards by selection,
-while the mean is what CMA-ES believes is best.
+while the mean is what CMA-ES believes is best. Under a noisy fitness the mean keeps wandering,
+so which of the last means is best is itself uncertain; with ``select_last`` > 0 (an option, not
+the default) the means of the last ``select_last`` generations each teach the same
+``select_students`` fresh students of the training fold (:func:`validation_seed`, a stream apart
+from every generation's), and the teacher keeps the one with the best mean reward: model
+selection on held-out students of the training fold, paid for out of the ``episodes`` budget.
 
 Why CMA-ES and the ``cma`` package: it adapts the step size and the full covariance of the
 search distribution itself (no learning rate to tune), and ``cma`` is Hansen's own reference
@@ -92,6 +97,11 @@ class ESConfig:
     :param seed: the run's seed; every student, sampling and cma seed derives from it.
     :param checkpoint_every: episodes between checkpoints, written after the generation that
         crosses a multiple (0: none).
+    :param select_last: after the last generation, the means of the last ``select_last``
+        generations compete on fresh students and the teacher keeps the best (0: the last
+        mean, the default); >= 0.
+    :param select_students: the students each of those means teaches (> 0); the selection's
+        ``select_last * select_students`` runs come out of ``episodes``.
     :raises ValueError: naming the field, for values outside those ranges.
     """
 
@@ -101,6 +111,8 @@ class ESConfig:
     students: int = 4
     seed: int = 0
     checkpoint_every: int = 0
+    select_last: int = 0
+    select_students: int = 32
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -115,6 +127,15 @@ class ESConfig:
             raise ValueError(f"students must be positive, got {self.students}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.select_last < 0:
+            raise ValueError(f"select_last must be >= 0, got {self.select_last}")
+        if self.select_students < 1:
+            raise ValueError(f"select_students must be positive, got {self.select_students}")
+
+    @property
+    def selection_episodes(self) -> int:
+        """The student runs the final selection takes out of ``episodes`` (0 without one)."""
+        return self.select_last * self.select_students
 
 
 class _Normal:
@@ -151,6 +172,17 @@ def sampling_seed(seed: int, generation: int, candidate: int, k: int) -> int:
     :return: a seed in [0, 2**31).
     """
     return _derived_seed(seed, 1, generation, candidate, k)
+
+
+def validation_seed(seed: int, k: int) -> int:
+    """The env seed of the k-th student of the final selection (``select_last``), shared by
+    every mean that competes in it and apart from every generation's students.
+
+    :param seed: the run's seed.
+    :param k: the student's index in 0 .. select_students-1.
+    :return: a seed in [0, 2**31).
+    """
+    return _derived_seed(seed, 4, k)
 
 
 class ESTrainer:
@@ -209,25 +241,40 @@ class ESTrainer:
             self.es = cma.CMAEvolutionStrategy(x0, config.sigma0, options)
         self.popsize = int(self.es.popsize)
         self.episodes_per_generation = self.popsize * config.students
-        self.generations = config.episodes // self.episodes_per_generation
-        if self.generations < 1:
+        searched = config.episodes - config.selection_episodes
+        self.generations = max(searched, 0) // self.episodes_per_generation
+        if self.generations < max(1, config.select_last):
             raise ValueError(
-                f"episodes ({config.episodes}) must hold one generation of popsize "
-                f"{self.popsize} x students {config.students} = "
-                f"{self.episodes_per_generation} student runs"
+                f"episodes ({config.episodes}) must hold "
+                f"{max(1, config.select_last)} generation(s) of popsize {self.popsize} x "
+                f"students {config.students} = {self.episodes_per_generation} student runs"
+                + (
+                    f", after the selection's select_last {config.select_last} x "
+                    f"select_students {config.select_students} = {config.selection_episodes}"
+                    if config.select_last
+                    else ""
+                )
             )
         self._worker = copy.deepcopy(teacher)
         self.history: list[dict[str, Any]] = []
+        #: The distribution's mean after each generation (only with ``select_last``: the
+        #: candidates of the final selection).
+        self.means: list[np.ndarray] = []
 
     @property
     def generations_done(self) -> int:
         """Generations run and told to cma so far."""
-        return len(self.history)
+        return sum("selected_generation" not in r for r in self.history)
+
+    @property
+    def selected(self) -> bool:
+        """Whether the final selection (``select_last``) has run."""
+        return bool(self.history) and "selected_generation" in self.history[-1]
 
     @property
     def episodes_done(self) -> int:
-        """Student runs so far."""
-        return self.generations_done * self.episodes_per_generation
+        """Student runs so far (the selection's included)."""
+        return int(self.history[-1]["episodes"]) if self.history else 0
 
     def parameters(self) -> np.ndarray:
         """The teacher's parameters as one flat float32 vector (n,), in ``policy.parameters()``
@@ -265,11 +312,25 @@ class ESTrainer:
         """
         cfg = self.config
         env_seeds = [student_seed(cfg.seed, generation, k) for k in range(cfg.students)]
+        return self._teach(
+            candidates,
+            env_seeds,
+            lambda c, k: sampling_seed(cfg.seed, generation, c, k),
+        )
+
+    def _teach(
+        self,
+        candidates: list[np.ndarray],
+        env_seeds: list[int],
+        teacher_seed: Callable[[int, int], int],
+    ) -> list[list[rollout.EpisodeResult]]:
+        """Each candidate teaches the students ``env_seeds``, sampling its keep decisions for
+        student k from ``teacher_seed(candidate, k)``."""
         jobs = []
         for c, x in enumerate(candidates):
             teacher = copy.deepcopy(self._worker)
             self._load(teacher, x)
-            teacher_seeds = [sampling_seed(cfg.seed, generation, c, k) for k in range(cfg.students)]
+            teacher_seeds = [teacher_seed(c, k) for k in range(len(env_seeds))]
             jobs.append(EpisodeJob(teacher, env_seeds, teacher_seeds, env=self.env_name))
         return [[o.result for o in outcomes] for outcomes in self.executor.run(jobs)]
 
@@ -284,6 +345,11 @@ class ESTrainer:
         :return: the history, one record per generation (also ``self.history``).
         """
         every = self.config.checkpoint_every
+        if self.selected and self.generations_done < self.generations:
+            raise RuntimeError(
+                f"this run's selection ran after {self.generations_done} generations; a budget "
+                f"of {self.generations} cannot continue it"
+            )
         while self.generations_done < self.generations:
             generation = self.generations_done
             with self._cma_numpy():
@@ -294,6 +360,8 @@ class ESTrainer:
             with self._cma_numpy():
                 self.es.tell(candidates, [-f for f in fitness])
             self._load(self.teacher, self.es.result.xfavorite)
+            if self.config.select_last:
+                self.means.append(np.array(self.es.result.xfavorite, dtype=np.float64))
             before = self.episodes_done
             record = {
                 "generation": generation,
@@ -310,7 +378,51 @@ class ESTrainer:
                 callback(record)
             if every and self.episodes_done // every > before // every:
                 self.save_checkpoint()
+        if self.config.select_last and not self.selected:
+            record = self.select()
+            if callback is not None:
+                callback(record)
+            if every:
+                self.save_checkpoint()
         return self.history
+
+    def select(self) -> dict[str, Any]:
+        """The final selection (``select_last`` > 0, after the last generation): the means of
+        the last ``select_last`` generations each teach the same ``select_students`` fresh
+        students (:func:`validation_seed`), and the teacher takes the one with the best mean
+        reward (the later generation on a tie).
+
+        :return: its record, appended to the history: generation (the next index), episodes,
+            fitness (each mean's mean reward, oldest first), mean_fitness, best_fitness,
+            keep_ratio, reached_tau and sigma as a generation's, and selected_generation.
+        :raises RuntimeError: before the last generation, or without the means to choose from.
+        """
+        cfg, last = self.config, self.config.select_last
+        if self.generations_done < self.generations or len(self.means) < last:
+            raise RuntimeError(
+                f"the selection needs the means of the last {last} of {self.generations} "
+                f"generations; {self.generations_done} done, {len(self.means)} kept"
+            )
+        means = self.means[-last:]
+        env_seeds = [validation_seed(cfg.seed, k) for k in range(cfg.select_students)]
+        results = self._teach(means, env_seeds, lambda c, k: _derived_seed(cfg.seed, 5, c, k))
+        fitness = [float(np.mean([r.reward for r in rs])) for rs in results]
+        best = max(range(last), key=lambda j: (fitness[j], j))
+        self._load(self.teacher, means[best])
+        runs = [r for per_mean in results for r in per_mean]
+        record = {
+            "generation": len(self.history),
+            "episodes": self.episodes_done + cfg.selection_episodes,
+            "mean_fitness": float(np.mean(fitness)),
+            "best_fitness": fitness[best],
+            "fitness": fitness,
+            "keep_ratio": float(np.mean([r.keep_ratio for r in runs])),
+            "reached_tau": float(np.mean([r.reached_tau for r in runs])),
+            "sigma": float(self.es.sigma),
+            "selected_generation": self.generations - last + best,
+        }
+        self.history.append(record)
+        return record
 
     # -- checkpoints --------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -330,6 +442,7 @@ class ESTrainer:
             "history": self.history,
             "feature_names": list(self.teacher.layout),
             "inputs": list(self.teacher.inputs),
+            "means": self.means,
         }
         write_bytes(path, seal(CHECKPOINT_KIND, pickle.dumps(state, protocol=4)))
         return path
@@ -357,10 +470,12 @@ class ESTrainer:
 
     def _load_state(self, path: Path, state: dict[str, Any]) -> None:
         saved = state["config"]
-        for key in ("seed", "students", "sigma0"):
-            if saved.get(key) != getattr(self.config, key):
+        for key in ("seed", "students", "sigma0", "select_last", "select_students"):
+            # Checkpoints written before an option existed ran with its default.
+            theirs = saved.get(key, ESConfig.__dataclass_fields__[key].default)
+            if theirs != getattr(self.config, key):
                 raise ValueError(
-                    f"{os.fspath(path)!r}: checkpoint was made with {key}={saved.get(key)}, this "
+                    f"{os.fspath(path)!r}: checkpoint was made with {key}={theirs}, this "
                     f"run has {getattr(self.config, key)}: resuming would not continue the same run"
                 )
         if list(state["feature_names"]) != list(self.teacher.layout):
@@ -382,6 +497,8 @@ class ESTrainer:
         self.teacher.policy.load_state_dict(policy)
         self.es, self._numpy_state = es, state["numpy_state"]
         self.history = [dict(r) for r in state["history"]]
+        # Checkpoints written before the selection option kept no means.
+        self.means = [np.asarray(m) for m in state.get("means", [])]
 
 
 def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
