@@ -395,3 +395,90 @@ def test_a_budget_without_room_for_the_selection_is_refused_naming_it():
     config = ESConfig(episodes=2 * 8 + 6, popsize=4, students=2, select_last=3, select_students=2)
     with pytest.raises(ValueError, match="3 generation"):
         ESTrainer(env, teacher, config)
+
+
+def test_a_run_resumed_between_its_last_generation_and_the_selection_selects_as_it_would(tmp_path):
+    _, full_teacher, full = selecting_trainer(tmp_path / "a", checkpoint_every=8)
+    history = full.train()
+    (tmp_path / "b").mkdir()
+    name = "es-checkpoint-000032.pkl"  # after the last generation, before the selection
+    (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    env, teacher, resumed = selecting_trainer(tmp_path / "b", checkpoint_every=8)
+    resumed.resume()
+    assert resumed.train() == history
+    assert env.seeds == [validation_seed(3, 0), validation_seed(3, 1)] * 3  # only the selection
+    for a, b in zip(weights(full_teacher), weights(teacher), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_larger_budget_after_the_selection_is_refused_naming_episodes(tmp_path):
+    selecting_trainer(tmp_path, checkpoint_every=8)[2].train()
+    env = Recorder(SyntheticTeachingEnv())
+    teacher = BernoulliTeacher(env.unwrapped.feature_names, seed=0)
+    config = ESConfig(
+        episodes=6 * 8 + 6, popsize=4, students=2, seed=3, select_last=3, select_students=2
+    )
+    config = ESConfig(**{**config.__dict__, "checkpoint_every": 8})
+    trainer = ESTrainer(env, teacher, config, checkpoint_dir=tmp_path)
+    trainer.resume()
+    with pytest.raises(ValueError, match=r"episodes \(54\): this run's selection already ran"):
+        trainer.train()
+    assert env.seeds == []
+
+
+def test_a_checkpoint_from_before_the_selection_option_resumes_only_without_it(tmp_path):
+    env, teacher, config = synthetic_trainer(generations=1, checkpoint_every=8)
+    ESTrainer(env, teacher, config, checkpoint_dir=tmp_path).train()
+    (path,) = tmp_path.glob("es-checkpoint-*.pkl")
+    state = es.read_checkpoint(path)
+    for key in ("select_last", "select_students"):
+        del state["config"][key]  # as written before the option existed
+    del state["means"]
+    write_bytes(path, seal(es.CHECKPOINT_KIND, pickle.dumps(state, protocol=4)))
+    assert ESTrainer(env, teacher, config, checkpoint_dir=tmp_path).resume() == path
+    selecting = ESConfig(**{**config.__dict__, "episodes": 16 + 2, "select_last": 1})
+    selecting = ESConfig(**{**selecting.__dict__, "select_students": 2})
+    with pytest.raises(ValueError, match="select_last=0, this run has 1"):
+        ESTrainer(env, teacher, selecting, checkpoint_dir=tmp_path).resume()
+
+
+def test_the_printer_always_shows_the_selection_and_tail_leaves_it_out():
+    import io
+
+    from l2t_gym.experiment import ExperimentConfig, TrainedTeacher, training_printer
+
+    cfg = ExperimentConfig(algo="es", episodes=12800, es_students=32)
+    out = io.StringIO()
+    progress = training_printer(cfg, file=out)
+    generation = {"generation": 37, "mean_fitness": 0.5, "best_fitness": 1.0, "sigma": 0.5}
+    progress({**generation, "episodes": 12160, "keep_ratio": 0.2})
+    selection = {"generation": 38, "episodes": 12400, "mean_fitness": 2.0, "best_fitness": 2.5}
+    selection |= {"fitness": [1.5, 2.5], "keep_ratio": 0.1, "sigma": 0.5}
+    progress({**selection, "selected_generation": 37})
+    # 12,160 and 12,400 fall in one block of 320 runs below the budget: the selection shows.
+    assert out.getvalue().splitlines()[1:] == [
+        "  episode 12400/12800: selection: generation 37's mean, reward 2.500 (the last 2 means: "
+        "2.000 on average), keep 0.10"
+    ]
+    history = [{**generation, "episodes": 12160, "keep_ratio": 0.2}]
+    history.append({**selection, "selected_generation": 37})
+    trained = TrainedTeacher(None, history, 0.0, False, "digits", algo="es")
+    assert trained.tail(5) == (0.5, 0.2)
+    assert trained.selection is history[-1] and trained.episodes == 12400
+
+
+def test_an_es_budget_error_names_the_experiments_options(tmp_path):
+    from l2t_gym.experiment import ExperimentConfig, train_teacher
+
+    cfg = ExperimentConfig(
+        algo="es",
+        episodes=13,
+        es_popsize=4,
+        es_students=2,
+        es_select_last=1,
+        es_select_students=6,
+        device="cpu",
+        out=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match="es_select_last 1 x es_select_students 6"):
+        train_teacher(cfg)

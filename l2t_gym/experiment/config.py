@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import re
 import textwrap
 import typing
 from collections.abc import Iterable, Mapping
@@ -359,18 +360,21 @@ class ExperimentConfig:
         try:
             return ESConfig(**{**settings, **overrides})
         except ValueError as err:  # ESConfig names its own field; say ours
-            message = str(err)
-            renames = (
-                ("popsize", "es_popsize"),
-                ("sigma0", "es_sigma"),
-                ("select_last", "es_select_last"),
-                ("select_students", "es_select_students"),
-            )
-            for theirs, ours in renames:
-                message = message.replace(theirs + " ", ours + " ", 1)
-            if message.startswith("students "):
-                message = "es_" + message
-            raise ValueError(message) from err
+            raise ValueError(es_option_names(str(err))) from err
+
+
+def es_option_names(message: str) -> str:
+    """An :class:`~l2t_gym.teachers.es.ESConfig` or ``ESTrainer`` error message with its field
+    names replaced by :class:`ExperimentConfig`'s (``popsize`` -> ``es_popsize``, ...)."""
+    renames = (
+        ("popsize", "es_popsize"),
+        ("sigma0", "es_sigma"),
+        ("select_last", "es_select_last"),
+        ("select_students", "es_select_students"),
+    )
+    for theirs, ours in renames:
+        message = re.sub(rf"(?<![\w.]){theirs} ", f"{ours} ", message)
+    return re.sub(r"(?<![\w.])students ", "es_students ", message)
 
 
 def resolve_task(name: str) -> str:

@@ -98,12 +98,22 @@ def run_comparison(cfg: ExperimentConfig, verbose: bool = True) -> ComparisonRun
             trained.save(out / teacher_file(cfg), out / "training.json")
             teacher = trained.teacher
             training_runs = trained.episodes
-            last = min(len(trained.history), 5 * cfg.students_per_update)
+            records = len(trained.history) - (trained.selection is not None)
+            last = min(records, 5 * cfg.students_per_update)
             reward, keep = trained.tail(last)
+            selection = trained.selection
             notes.append(
                 f"{LEARNED} teacher trained here by {cfg.algo}: {training_runs} episodes in "
                 f"{time.perf_counter() - start:.0f} s; last {last} records: mean reward "
-                f"{reward:.3f}, keep ratio {keep:.2f}."
+                f"{reward:.3f}, keep ratio {keep:.2f}"
+                + (
+                    f"; kept generation {selection['selected_generation']}'s mean (reward "
+                    f"{selection['best_fitness']:.3f} on {cfg.es_select_students} fresh "
+                    f"teacher-fold students, the last {len(selection['fitness'])} means "
+                    f"{selection['mean_fitness']:.3f} on average)."
+                    if selection
+                    else "."
+                )
             )
         baselines = available_baselines(cfg)
         best, sweep_notes = best_settings(cfg, baselines, executor=executor)

@@ -36,7 +36,12 @@ import gymnasium as gym
 
 from l2t_gym.data import RawData
 from l2t_gym.evaluation import evaluate, keep_ratio
-from l2t_gym.experiment.config import OFFLINE_DATA, ExperimentConfig, split_extra
+from l2t_gym.experiment.config import (
+    OFFLINE_DATA,
+    ExperimentConfig,
+    es_option_names,
+    split_extra,
+)
 from l2t_gym.files import write_bytes, write_text
 from l2t_gym.report import write_comparison
 from l2t_gym.teachers import (
@@ -208,8 +213,16 @@ class TrainedTeacher:
     algo: str = "reinforce"
     """How it was trained; with "es" the history holds one record per generation (generation,
     episodes, mean_fitness, best_fitness, fitness, keep_ratio, reached_tau, sigma; see
-    :meth:`l2t_gym.teachers.es.ESTrainer.train`); with "ppo" one per episode, without
+    :meth:`l2t_gym.teachers.es.ESTrainer.train`), and with ``es_select_last`` the final
+    selection's last (with selected_generation); with "ppo" one per episode, without
     baseline (see :func:`train_teacher`)."""
+
+    @property
+    def selection(self) -> dict[str, Any] | None:
+        """ES's final selection record (``es_select_last``), or None."""
+        if self.history and "selected_generation" in self.history[-1]:
+            return self.history[-1]
+        return None
 
     @property
     def episodes(self) -> int:
@@ -218,8 +231,10 @@ class TrainedTeacher:
 
     def tail(self, n: int) -> tuple[float, float]:
         """(mean reward, mean keep ratio) of the last ``n`` records (episodes; generations
-        with ES, their mean fitness); NaNs without any."""
-        last = self.history[-min(len(self.history), n) :] if n > 0 else []
+        with ES, their mean fitness, the final selection's record left out); NaNs without
+        any."""
+        history = [r for r in self.history if "selected_generation" not in r]
+        last = history[-min(len(history), n) :] if n > 0 else []
         if not last:
             return float("nan"), float("nan")
         key = "mean_fitness" if self.algo == "es" else "reward"
@@ -278,7 +293,7 @@ def teacher_file(cfg: ExperimentConfig) -> str:
 
 
 def initial_teacher(cfg: ExperimentConfig, names: Sequence[str]) -> BernoulliTeacher:
-    """The teacher REINFORCE starts from: ``cfg.init_teacher`` loaded, or a fresh one keeping
+    """The teacher REINFORCE or ES starts from: ``cfg.init_teacher`` loaded, or a fresh one keeping
     about ``cfg.init_keep`` and reading ``cfg.teacher_inputs``; seeded with ``cfg.train_seed``.
 
     :param names: the env's feature names (a loaded teacher must have the same layout).
@@ -312,7 +327,8 @@ def train_teacher(
 ) -> TrainedTeacher:
     """Train the paper's Bernoulli teacher by REINFORCE on the teacher fold, or by CMA-ES with
     ``cfg.algo == "es"`` (:mod:`l2t_gym.teachers.es`: ``cfg.episodes`` is the budget, whole
-    generations of ``popsize x es_students`` runs; the callback gets one record per generation;
+    generations of ``popsize x es_students`` runs; the callback gets one record per generation,
+    and with ``cfg.es_select_last`` the final selection's;
     ``cfg.vector`` runs a candidate's ``es_students`` side by side), or an
     :class:`l2t_gym.sb3.InstancePolicy` by Stable-Baselines3's PPO with ``cfg.algo == "ppo"``
     (:mod:`l2t_gym.teachers.ppo`: one student at a time, in process: learning stops when
@@ -322,7 +338,8 @@ def train_teacher(
     this process or on Ray workers with ``cfg.ray_address`` (the same teacher on CPU).
     With ``cfg.checkpoint_every`` checkpoints go to :func:`checkpoint_folder` (all three resume
     exactly). With ``cfg.tensorboard`` every record's numbers go to TensorBoard as
-    ``train/<field>`` against the student runs done (PPO adds SB3's own losses). With
+    ``train/<field>`` against the student runs done (PPO adds SB3's own losses; ES's final
+    selection goes to ``select/<field>``). With
     ``cfg.episodes == 0`` the teacher is returned untrained (a control).
 
     :param callback: called after every episode with its record (see :class:`TrainedTeacher`).
@@ -385,10 +402,12 @@ def _logging_to(
     # Every algorithm's curve on one axis, the student runs done: comparable in one view.
     def log(record: dict[str, Any]) -> None:
         step = episodes_done(record)
+        # ES's final selection measures means on fresh students, not a generation: apart.
+        group = "select" if "selected_generation" in record else "train"
         for key, value in record.items():
             if key in ("episode", "episodes", "generation") or isinstance(value, (list, dict)):
                 continue
-            writer.add_scalar(f"train/{key}", float(value), step)
+            writer.add_scalar(f"{group}/{key}", float(value), step)
         if callback is not None:
             callback(record)
 
@@ -418,7 +437,12 @@ def _train_teacher(
         # REINFORCE; one history record per generation.
         from l2t_gym.teachers.es import ESTrainer
 
-        es = ESTrainer(executor, teacher, cfg.es_config(), checkpoint_folder(cfg), env_name=TRAIN)
+        try:
+            es = ESTrainer(
+                executor, teacher, cfg.es_config(), checkpoint_folder(cfg), env_name=TRAIN
+            )
+        except ValueError as err:  # the budget's check names ESConfig's fields: say ours
+            raise ValueError(es_option_names(str(err))) from err
         return _run_trainer(cfg, es, lambda: teacher, callback, resume)
     # The folder is given even without checkpoint_every, so that resume still finds the
     # checkpoints of an earlier run that wrote them.
@@ -458,9 +482,10 @@ def training_printer(
     def progress(record: dict[str, Any]) -> None:
         done, before = episodes_done(record), last_printed[0]
         last_printed[0] = done
-        if done // every == before // every and done < cfg.episodes:
+        selection = "selected_generation" in record  # always printed: it decides the teacher
+        if done // every == before // every and done < cfg.episodes and not selection:
             return
-        if "selected_generation" in record:  # ES's final selection (es_select_last)
+        if selection:  # ES's final selection (es_select_last)
             line = (
                 f"selection: generation {record['selected_generation']}'s mean, reward "
                 f"{record['best_fitness']:.3f} (the last {len(record['fitness'])} means: "

@@ -208,7 +208,8 @@ class ESTrainer:
     :param env_name: the executor's env the episodes run in (with an executor).
     :raises ImportError: when ``cma`` is not installed, saying how to install it.
     :raises ValueError: if ``checkpoint_every`` is set without a ``checkpoint_dir``, or the
-        budget holds no whole generation (naming ``episodes``).
+        budget, less the selection's runs, holds no whole generation or fewer than
+        ``select_last`` (naming ``episodes``).
     """
 
     def __init__(
@@ -341,14 +342,19 @@ class ESTrainer:
             episodes (student runs so far), mean_fitness and best_fitness (the mean and the
             largest of the candidates' mean rewards), fitness (each candidate's), keep_ratio
             (the mean keep ratio over the generation's runs), reached_tau (the fraction of
-            them that reached tau) and sigma (cma's step size after the update).
-        :return: the history, one record per generation (also ``self.history``).
+            them that reached tau) and sigma (cma's step size after the update); with
+            ``select_last``, once more with the selection's record (see :meth:`select`).
+        :return: the history, one record per generation and the selection's last (also
+            ``self.history``).
+        :raises ValueError: naming ``episodes``, when the run's selection has already run and
+            the budget asks for more generations.
         """
         every = self.config.checkpoint_every
         if self.selected and self.generations_done < self.generations:
-            raise RuntimeError(
-                f"this run's selection ran after {self.generations_done} generations; a budget "
-                f"of {self.generations} cannot continue it"
+            raise ValueError(
+                f"episodes ({self.config.episodes}): this run's selection already ran after "
+                f"{self.generations_done} generations ({self.episodes_done} runs), so a larger "
+                "budget cannot continue it; start a new run in another folder"
             )
         while self.generations_done < self.generations:
             generation = self.generations_done
@@ -395,7 +401,8 @@ class ESTrainer:
         :return: its record, appended to the history: generation (the next index), episodes,
             fitness (each mean's mean reward, oldest first), mean_fitness, best_fitness,
             keep_ratio, reached_tau and sigma as a generation's, and selected_generation.
-        :raises RuntimeError: before the last generation, or without the means to choose from.
+        :raises RuntimeError: before the last generation, or without the means to choose from
+            (a run resumed from a checkpoint written before ``select_last`` existed).
         """
         cfg, last = self.config, self.config.select_last
         if self.generations_done < self.generations or len(self.means) < last:
@@ -419,7 +426,7 @@ class ESTrainer:
             "keep_ratio": float(np.mean([r.keep_ratio for r in runs])),
             "reached_tau": float(np.mean([r.reached_tau for r in runs])),
             "sigma": float(self.es.sigma),
-            "selected_generation": self.generations - last + best,
+            "selected_generation": self.generations_done - last + best,
         }
         self.history.append(record)
         return record
@@ -455,8 +462,8 @@ class ESTrainer:
         :return: the file loaded, or None if there is none (the run starts from generation 0).
         :raises DamagedFileError: (a ``ValueError``) if ``path`` is damaged, or every
             checkpoint in ``checkpoint_dir`` is.
-        :raises ValueError: if the checkpoint belongs to another run (seed, students, popsize,
-            layout).
+        :raises ValueError: if the checkpoint belongs to another run (seed, students, sigma0,
+            select_last, select_students, popsize, layout).
         """
         if path is not None:
             self._load_state(Path(path), read_checkpoint(path))
