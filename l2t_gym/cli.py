@@ -29,6 +29,7 @@ from l2t_gym.experiment import (
     checkpoint_folder,
     compare_teachers,
     config_from_arguments,
+    describe_selection,
     env_factory,
     episodes_done,
     feature_names,
@@ -293,8 +294,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
     done = trained.episodes - trained.resumed_episodes
     resumed = f" ({done} in this run)" if trained.resumed_from is not None else ""
     if es:
-        final = trained.history[-1] if n else {}
-        selection = final if "selected_generation" in final else None
+        selection = trained.selection
         n -= selection is not None
         last = trained.history[n - 1] if n else None
         print(
@@ -306,12 +306,7 @@ def _train(cfg: ExperimentConfig, resume: bool, quiet: bool) -> TrainedTeacher:
                 if last
                 else ""
             )
-            + (
-                f"; kept generation {selection['selected_generation']}'s mean (reward "
-                f"{selection['best_fitness']:.3f} on {cfg.es_select_students} fresh students)"
-                if selection
-                else ""
-            )
+            + (f"; {describe_selection(selection, cfg.es_select_students)}" if selection else "")
         )
         return trained
     reward, keep = trained.tail(20)

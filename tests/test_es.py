@@ -457,8 +457,8 @@ def test_the_printer_always_shows_the_selection_and_tail_leaves_it_out():
     progress({**selection, "selected_generation": 37})
     # 12,160 and 12,400 fall in one block of 320 runs below the budget: the selection shows.
     assert out.getvalue().splitlines()[1:] == [
-        "  episode 12400/12800: selection: generation 37's mean, reward 2.500 (the last 2 means: "
-        "2.000 on average), keep 0.10"
+        "  episode 12400/12800: selection: kept generation 37's mean (reward 2.500 on 32 fresh "
+        "teacher-fold students; the last 2 means 2.000 on average), keep 0.10"
     ]
     history = [{**generation, "episodes": 12160, "keep_ratio": 0.2}]
     history.append({**selection, "selected_generation": 37})

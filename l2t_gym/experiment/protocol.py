@@ -32,6 +32,7 @@ from l2t_gym.experiment.recipes import (
     available_baselines,
     best_settings,
     compare_teachers,
+    describe_selection,
     feature_names,
     load_extra,
     make_env,
@@ -107,10 +108,7 @@ def run_comparison(cfg: ExperimentConfig, verbose: bool = True) -> ComparisonRun
                 f"{time.perf_counter() - start:.0f} s; last {last} records: mean reward "
                 f"{reward:.3f}, keep ratio {keep:.2f}"
                 + (
-                    f"; kept generation {selection['selected_generation']}'s mean (reward "
-                    f"{selection['best_fitness']:.3f} on {cfg.es_select_students} fresh "
-                    f"teacher-fold students, the last {len(selection['fitness'])} means "
-                    f"{selection['mean_fitness']:.3f} on average)."
+                    f"; {describe_selection(selection, cfg.es_select_students)}."
                     if selection
                     else "."
                 )

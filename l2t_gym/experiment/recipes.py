@@ -55,6 +55,7 @@ from l2t_gym.teachers import (
     Teacher,
     make_teacher,
 )
+from l2t_gym.teachers.es import is_selection
 from l2t_gym.teachers.executors import EpisodeJob, Executor, InProcessExecutor
 from l2t_gym.teachers.reinforce import ReinforceTrainer
 
@@ -220,7 +221,7 @@ class TrainedTeacher:
     @property
     def selection(self) -> dict[str, Any] | None:
         """ES's final selection record (``es_select_last``), or None."""
-        if self.history and "selected_generation" in self.history[-1]:
+        if self.history and is_selection(self.history[-1]):
             return self.history[-1]
         return None
 
@@ -233,7 +234,7 @@ class TrainedTeacher:
         """(mean reward, mean keep ratio) of the last ``n`` records (episodes; generations
         with ES, their mean fitness, the final selection's record left out); NaNs without
         any."""
-        history = [r for r in self.history if "selected_generation" not in r]
+        history = [r for r in self.history if not is_selection(r)]
         last = history[-min(len(history), n) :] if n > 0 else []
         if not last:
             return float("nan"), float("nan")
@@ -260,6 +261,16 @@ class TrainedTeacher:
         if history is not None:
             write_text(history, json.dumps(self.history, indent=1))
             write_text(history.with_suffix(".csv"), _curve_csv(self.history))
+
+
+def describe_selection(record: Mapping[str, Any], students: int) -> str:
+    """ES's final selection record in words: which generation's mean the teacher kept, its
+    mean reward on the ``students`` fresh teacher-fold students and the competitors'."""
+    return (
+        f"kept generation {record['selected_generation']}'s mean (reward "
+        f"{record['best_fitness']:.3f} on {students} fresh teacher-fold students; the last "
+        f"{len(record['fitness'])} means {record['mean_fitness']:.3f} on average)"
+    )
 
 
 def episodes_done(record: Mapping[str, Any]) -> int:
@@ -403,7 +414,7 @@ def _logging_to(
     def log(record: dict[str, Any]) -> None:
         step = episodes_done(record)
         # ES's final selection measures means on fresh students, not a generation: apart.
-        group = "select" if "selected_generation" in record else "train"
+        group = "select" if is_selection(record) else "train"
         for key, value in record.items():
             if key in ("episode", "episodes", "generation") or isinstance(value, (list, dict)):
                 continue
@@ -482,15 +493,11 @@ def training_printer(
     def progress(record: dict[str, Any]) -> None:
         done, before = episodes_done(record), last_printed[0]
         last_printed[0] = done
-        selection = "selected_generation" in record  # always printed: it decides the teacher
+        selection = is_selection(record)  # always printed: it decides the teacher
         if done // every == before // every and done < cfg.episodes and not selection:
             return
         if selection:  # ES's final selection (es_select_last)
-            line = (
-                f"selection: generation {record['selected_generation']}'s mean, reward "
-                f"{record['best_fitness']:.3f} (the last {len(record['fitness'])} means: "
-                f"{record['mean_fitness']:.3f} on average)"
-            )
+            line = "selection: " + describe_selection(record, cfg.es_select_students)
         elif cfg.algo == "es":  # one record per generation
             line = (
                 f"generation {record['generation']}, mean reward {record['mean_fitness']:.3f}, "

@@ -53,7 +53,7 @@ import copy
 import os
 import pickle
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -174,6 +174,12 @@ def sampling_seed(seed: int, generation: int, candidate: int, k: int) -> int:
     return _derived_seed(seed, 1, generation, candidate, k)
 
 
+def is_selection(record: Mapping[str, Any]) -> bool:
+    """Whether a training record is the final selection's (``select_last``), not a
+    generation's."""
+    return "selected_generation" in record
+
+
 def validation_seed(seed: int, k: int) -> int:
     """The env seed of the k-th student of the final selection (``select_last``), shared by
     every mean that competes in it and apart from every generation's students.
@@ -265,12 +271,12 @@ class ESTrainer:
     @property
     def generations_done(self) -> int:
         """Generations run and told to cma so far."""
-        return sum("selected_generation" not in r for r in self.history)
+        return sum(not is_selection(r) for r in self.history)
 
     @property
     def selected(self) -> bool:
         """Whether the final selection (``select_last``) has run."""
-        return bool(self.history) and "selected_generation" in self.history[-1]
+        return bool(self.history) and is_selection(self.history[-1])
 
     @property
     def episodes_done(self) -> int:
